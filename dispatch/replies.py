@@ -17,9 +17,11 @@ Rules, in order:
 5. Everything else is ``other``: reactions (``Liked "…"``), automatic replies, questions,
    photos without text.
 
-A question mark right after the accept or pass word (``Yes?``, ``ok? who is this``) makes the
-message a question, so it is ``other``: a wrong accept tells the caller that help is coming,
-while ``other`` only costs the member one more reply.
+A question mark makes a message a question, so it is ``other``, when it appears anywhere in a
+message of only accept or pass words and a code (``Yes?``, ``yes 4821?``) or right after a
+leading word (``ok? who is this``). A wrong accept tells the caller that help is coming, while
+``other`` only costs the member one more reply. A bare code with a question mark stays
+``code_only``, because its reply asks for 1 or 2 anyway.
 """
 
 from __future__ import annotations
@@ -95,9 +97,7 @@ DISPATCH_CODE = re.compile(r"[0-9]{4}")
 
 # Skin-tone modifiers U+1F3FB..U+1F3FF, text and emoji variation selectors, and invisible
 # characters that some keyboards insert.
-_DROPPED_CHARS = dict.fromkeys(
-    [*range(0x1F3FB, 0x1F400), 0xFE0E, 0xFE0F, 0x200B, 0x2060, 0xFEFF]
-)
+_DROPPED_CHARS = dict.fromkeys([*range(0x1F3FB, 0x1F400), 0xFE0E, 0xFE0F, 0x200B, 0x2060, 0xFEFF])
 _STRAIGHT_QUOTES = str.maketrans(
     {
         "\N{LEFT SINGLE QUOTATION MARK}": "'",
@@ -113,6 +113,7 @@ _LINE_BREAKS = re.compile(r"\r\n|[\r\v\f\x85\u2028\u2029]")
 
 # A word is letters and digits, with inner apostrophes ("i'm"). Any other visible character
 # (an emoji, a symbol, a punctuation mark) is a token of its own.
+_WORD_JOINERS = "-'\N{HYPHEN}"
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*|[^\w\s]|_")
 
 
@@ -130,7 +131,7 @@ def classify_reply(body: str, opt_out_type: str | None = None, num_media: int = 
 
     ``opt_out_type`` is Twilio's ``OptOutType`` form field and wins over the body, because
     Advanced Opt-Out may use keywords other than the defaults. ``num_media`` is Twilio's
-    ``NumMedia``; attachments never change the kind, and a photo without text is ``other``.
+    ``NumMedia``. Attachments never change the kind, so a photo without text is ``other``.
     """
     cleaned = _clean(body)
     normalized = _trim_trailing_punctuation(cleaned)
@@ -216,25 +217,26 @@ def _starts_with_phrase(cleaned: str, phrases: frozenset[tuple[str, ...]]) -> bo
     """Tell whether the message starts with a phrase that ends its own sentence.
 
     A line break may follow any phrase. Punctuation other than "?" may follow only a phrase
-    with two letters or more, so "y, not call B" does not count.
+    with two letters or more, so "y, not call B" does not count. A hyphen or apostrophe that
+    joins the next word ("no-one", "ok-ish") keeps the phrase inside that word.
     """
     for phrase in phrases:
         text = " ".join(phrase)
         if not cleaned.startswith(text):
             continue
 
-        rest = cleaned[len(text) :].lstrip(" ")
-        if not rest or rest == cleaned[len(text) :] and rest[0] not in "\n" + _punctuation(rest):
-            continue
-        if rest[0] == "\n":
+        rest = cleaned[len(text) :]
+        if rest.startswith("\n"):
             return True
-        if rest[0] != "?" and _is_punctuation(rest[0]) and sum(c.isalpha() for c in text) >= 2:
+
+        rest = rest.lstrip(" ")
+        if not rest or rest[0] == "?" or not _is_punctuation(rest[0]):
+            continue
+        if rest[0] in _WORD_JOINERS and rest[1:2].isalnum():
+            continue
+        if sum(char.isalpha() for char in text) >= 2:
             return True
     return False
-
-
-def _punctuation(text: str) -> str:
-    return text[0] if _is_punctuation(text[0]) else ""
 
 
 def _words_and_symbols(text: str) -> list[str]:
@@ -245,7 +247,8 @@ def _words_and_symbols(text: str) -> list[str]:
 def _clean(body: str) -> str:
     text = unicodedata.normalize("NFKC", body)
     text = text.translate(_STRAIGHT_QUOTES).translate(_DROPPED_CHARS)
-    # Case folding can produce characters that NFKC maps again, such as "ſ" in some words.
+    # Case folding can leave a sequence that is no longer normalised: "\u01f0" folds to "j"
+    # plus a combining caron, which NFKC composes again.
     text = unicodedata.normalize("NFKC", text.casefold())
 
     lines = (" ".join(line.split()) for line in _LINE_BREAKS.sub("\n", text).split("\n"))
