@@ -25,7 +25,9 @@ class RedirectingHttpClient(TwilioHttpClient):
         self.base_url = base_url.rstrip("/")
         self._base_parts = urlsplit(self.base_url)
         if not self._base_parts.scheme or not self._base_parts.netloc:
-            raise ValueError(f"base_url {base_url!r} is not an absolute URL; pass e.g. http://127.0.0.1:8801")
+            raise ValueError(
+                f"base_url {base_url!r} is not an absolute URL; pass e.g. http://127.0.0.1:8801"
+            )
         if self.session is not None:
             self.session.trust_env = False
 
@@ -37,7 +39,9 @@ class RedirectingHttpClient(TwilioHttpClient):
             return url
 
         path = self._base_parts.path.rstrip("/") + parts.path
-        return urlunsplit((self._base_parts.scheme, self._base_parts.netloc, path, parts.query, parts.fragment))
+        return urlunsplit(
+            (self._base_parts.scheme, self._base_parts.netloc, path, parts.query, parts.fragment)
+        )
 
     def request(
         self,
@@ -53,7 +57,9 @@ class RedirectingHttpClient(TwilioHttpClient):
         """Send the request to the rewritten URL with the library's own request handling."""
         target = self.rewrite_url(url)
         logger.debug("Twilio request %s %s sent to %s", method, urlsplit(url).path, self.base_url)
-        return super().request(method, target, params, data, headers, auth, timeout, allow_redirects)
+        return super().request(
+            method, target, params, data, headers, auth, timeout, allow_redirects
+        )
 
 
 def make_twilio_client(
