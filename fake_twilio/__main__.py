@@ -1,4 +1,7 @@
-"""Run the fake as a loopback server: ``python -m fake_twilio --port 8801 --account AC...:token``."""
+"""Run the fake as a loopback server.
+
+Example: ``python -m fake_twilio --port 8801 --account AC...:token``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The fake's REST API: a Flask app serving the parts of Twilio's 2010-04-01 API the project uses."""
+"""The fake's REST API: a Flask app serving the parts of Twilio's 2010-04-01 API in use."""
 
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ def create_app(fake: FakeTwilio) -> Flask:
 
     @app.errorhandler(TwilioError)
     def twilio_error(error: TwilioError) -> tuple[Response, int]:
-        logger.info(
-            "REST %s %s rejected: %s %s", request.method, request.path, error.code, error.message
-        )
+        # The message may contain a full phone number, so it is logged at DEBUG only.
+        logger.info("REST %s %s rejected with %s", request.method, request.path, error.code)
+        logger.debug("REST error %s: %s", error.code, error.message)
         return jsonify(error.body()), error.status
 
     @app.errorhandler(HTTPException)
@@ -122,7 +122,10 @@ def _page(
 def _respond_slowly(
     fake: FakeTwilio, to: str, channel: str, make_response: Callable[[], tuple[Response, int]]
 ) -> tuple[Response, int]:
-    """Answer late for a "timeout" magic number; the resource already exists, as after a lost response."""
+    """Answer late for a "timeout" magic number.
+
+    The resource already exists by then, as when Twilio's response is lost.
+    """
     if fake.is_slow(to, channel):
         logger.info(
             "Delaying the create response for ...%s by %.1f s", to[-4:], fake.slow_response_seconds

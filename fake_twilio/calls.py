@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 LIVE_STATUSES = ("queued", "ringing", "in-progress")
 DEFAULT_EVENTS = ("completed",)
-# Guards against TwiML that redirects to itself forever; one test step may follow this many documents.
+# Guards against TwiML that redirects to itself forever: the maximum documents per test step.
 MAX_DOCUMENTS_PER_STEP = 50
 # How many silent Gather prompts an answering machine sits through before it hangs up.
 MAX_MACHINE_PROMPTS = 5
@@ -103,7 +103,7 @@ class FakeCall:
         self.answered_by: str | None = None
         self.error_code: int | None = None
         self.started = False
-        self.taken = False
+        self.claimed = False  # set once a test's expect_call returned this call
         self.spoken: list[str] = []
         self.played: list[str] = []
         self.dialed: list[str] = []
@@ -254,7 +254,7 @@ class FakeCall:
         return self
 
     def amd(self, answered_by: str) -> FakeCall:
-        """Post an asynchronous machine detection result, right or wrong, to ``AsyncAmdStatusCallback``."""
+        """Post an async machine detection result, right or wrong, to ``AsyncAmdStatusCallback``."""
         self.answered_by = answered_by
         url = self.params.get("AsyncAmdStatusCallback")
         if not url:
@@ -551,7 +551,7 @@ class FakeCall:
             self._finish("completed")
             return True
         elif tag == "Reject":
-            # NOTE: the fake ends a rejected call "busy" for reason="busy" and "no-answer" otherwise.
+            # NOTE: a guess. A rejected call ends "busy" for reason="busy", else "no-answer".
             self._finish("busy" if verb.get("reason") == "busy" else "no-answer")
             return True
         elif tag == "Dial":
@@ -665,11 +665,13 @@ class FakeCall:
         allowed_statuses = (allowed,) if isinstance(allowed, str) else allowed
         if self.status not in allowed_statuses:
             raise AssertionError(
-                f"cannot {action}: {self!r} is {self.status}, expected {' or '.join(allowed_statuses)}"
+                f"cannot {action}: {self!r} is {self.status}, "
+                f"expected {' or '.join(allowed_statuses)}"
             )
 
     def _require_started(self) -> None:
         if not self.started:
             raise AssertionError(
-                f"{self!r} is still queued behind the calls-per-second limit; advance the clock and call run_pending()"
+                f"{self!r} is still queued behind the calls-per-second limit; "
+                "advance the clock and call run_pending()"
             )

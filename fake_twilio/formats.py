@@ -14,7 +14,7 @@ def new_sid(prefix: str) -> str:
 
 
 def rfc2822(at: datetime | None) -> str | None:
-    """Format an instant as Twilio does in resources and callbacks ("Thu, 30 Jul 2015 20:12:31 +0000")."""
+    """Format an instant as Twilio does, e.g. "Thu, 30 Jul 2015 20:12:31 +0000"."""
     if at is None:
         return None
     return at.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")

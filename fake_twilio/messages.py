@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 # Characters of the GSM 03.38 basic set; any other character makes Twilio send UCS-2.
 GSM_BASIC = set(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡"
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
     "¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 # Delivery errors that Twilio reports as "undelivered"; other codes end the message "failed".
@@ -22,7 +23,10 @@ UNDELIVERED_CODES = {21610, 30003, 30004, 30005, 30006, 30007, 30032}
 
 
 def count_segments(body: str) -> int:
-    """Return how many SMS segments ``body`` needs (GSM-7: 160, or 153 per part; UCS-2: 70, or 67)."""
+    """Return how many SMS segments ``body`` needs.
+
+    GSM-7 fits 160 characters, or 153 per segment; UCS-2 fits 70, or 67 per segment.
+    """
     single, part = (160, 153) if set(body) <= GSM_BASIC else (70, 67)
     if len(body) <= single:
         return 1
@@ -30,7 +34,7 @@ def count_segments(body: str) -> int:
 
 
 class FakeMessage:
-    """An SMS sent through the REST API (``outbound-api``) or replied in TwiML (``outbound-reply``)."""
+    """An SMS: sent through REST (``outbound-api``), as TwiML reply or inbound."""
 
     def __init__(
         self,
@@ -56,7 +60,7 @@ class FakeMessage:
         self.date_sent: datetime | None = None
         self.error_code: int | None = None
         self.error_message: str | None = None
-        self.taken = False
+        self.claimed = False
 
     def __repr__(self) -> str:
         return f"<FakeMessage {self.sid} {self.from_}->{self.to} {self.status} {self.body!r}>"

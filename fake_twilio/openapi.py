@@ -47,7 +47,10 @@ def _resolve(schema: Schema) -> Schema:
 
 
 def operation(path_template: str, method: str) -> dict[str, Any]:
-    """Return the spec's operation object for a path template such as ``/2010-04-01/Accounts/{AccountSid}/Calls.json``."""
+    """Return the spec's operation for a path template and HTTP method.
+
+    Path templates look like ``/2010-04-01/Accounts/{AccountSid}/Calls.json``.
+    """
     return dict(load_spec()["paths"][path_template][method.lower()])
 
 
@@ -98,7 +101,7 @@ def _check_fields(
         if name not in fields:
             raise TwilioError(400, INVALID_PARAMETER_CODE, f"Missing required parameter {name}.")
 
-    for name in fields.keys():
+    for name in fields:
         schema = schemas.get(name)
         if schema is None:
             raise TwilioError(400, UNKNOWN_PARAMETER_CODE, f"Unknown parameter: {name}")

@@ -21,8 +21,8 @@ logger = logging.getLogger(__name__)
 class Phone:
     """The test's handle on one phone number.
 
-    ``calls`` and ``messages`` hold what Twilio placed to this number, oldest first.
-    The ``expect_*`` helpers take the newest item that no earlier expectation took.
+    ``calls`` and ``messages`` contain what Twilio placed to this number, oldest first.
+    The ``expect_*`` helpers claim the newest item that no earlier expectation claimed.
     """
 
     def __init__(self, fake: FakeTwilio, number: str) -> None:
@@ -38,61 +38,63 @@ class Phone:
         return f"<Phone {self.number}>"
 
     def expect_call(self, contains: str | None = None) -> FakeCall:
-        """Take the newest call to this phone that no test took yet.
+        """Claim the newest call to this phone that no expectation claimed yet.
 
         With ``contains``, the call is answered by a human (if it is still ringing) and
         its spoken text must contain that string. Raises AssertionError with a listing
         of the phone's calls when there is no such call.
         """
         self._fake.run_pending()
-        fresh = [call for call in self.calls if not call.taken]
+        fresh = [call for call in self.calls if not call.claimed]
         if not fresh:
             raise AssertionError(
                 f"expected a call to {self.number}, got none new; all calls: {self.calls!r}"
             )
 
         call = fresh[-1]
-        call.taken = True
+        call.claimed = True
         if contains is None:
             return call
         if call.status in ("queued", "ringing"):
             call.answer()
         if contains not in call.said_text:
             raise AssertionError(
-                f"expected the call to {self.number} to say {contains!r}; it said {call.said_text!r}"
+                f"expected the call to {self.number} to say {contains!r}; "
+                f"it said {call.said_text!r}"
             )
         return call
 
     def expect_sms(self, contains: str | None = None) -> FakeMessage:
-        """Take the newest message to this phone that no test took yet and that contains ``contains``."""
+        """Claim the newest unclaimed message to this phone that contains ``contains``."""
         self._fake.run_pending()
-        fresh = [message for message in self.messages if not message.taken]
+        fresh = [message for message in self.messages if not message.claimed]
         matching = [message for message in fresh if contains is None or contains in message.body]
         if not matching:
             bodies = [message.body for message in self.messages]
             raise AssertionError(
-                f"expected an SMS to {self.number} containing {contains!r}; all messages: {bodies!r}"
+                f"expected an SMS to {self.number} containing {contains!r}; "
+                f"all messages: {bodies!r}"
             )
         message = matching[-1]
-        message.taken = True
+        message.claimed = True
         return message
 
     def assert_no_new_call(self) -> None:
-        """Raise AssertionError if a call arrived that no expectation took."""
+        """Raise AssertionError if a call arrived that no expectation claimed."""
         self._fake.run_pending()
-        fresh = [call for call in self.calls if not call.taken]
+        fresh = [call for call in self.calls if not call.claimed]
         if fresh:
             raise AssertionError(f"expected no new call to {self.number}; got {fresh!r}")
 
     def assert_no_new_sms(self) -> None:
-        """Raise AssertionError if a message arrived that no expectation took."""
+        """Raise AssertionError if a message arrived that no expectation claimed."""
         self._fake.run_pending()
-        fresh = [message for message in self.messages if not message.taken]
+        fresh = [message for message in self.messages if not message.claimed]
         if fresh:
             raise AssertionError(f"expected no new SMS to {self.number}; got {fresh!r}")
 
     def script(self, behaviour: Behaviour) -> Phone:
-        """Let ``behaviour`` answer this phone's calls and messages from now on."""
+        """Let ``behaviour`` handle this phone's calls and messages from now on."""
         self.behaviour = behaviour
         self.invalid = behaviour.invalid_number
         return self
@@ -107,7 +109,8 @@ class Phone:
         number = self._fake.number_config(to)
         if not number.get("sms_url"):
             raise AssertionError(
-                f"{to} has no SmsUrl; configure it in FakeTwilio(numbers=...) or via IncomingPhoneNumbers"
+                f"{to} has no SmsUrl; configure it in FakeTwilio(numbers=...) "
+                "or via IncomingPhoneNumbers"
             )
 
         sid = new_sid("SM")
@@ -144,7 +147,8 @@ class Phone:
         number = self._fake.number_config(to)
         if not number.get("voice_url"):
             raise AssertionError(
-                f"{to} has no VoiceUrl; configure it in FakeTwilio(numbers=...) or via IncomingPhoneNumbers"
+                f"{to} has no VoiceUrl; configure it in FakeTwilio(numbers=...) "
+                "or via IncomingPhoneNumbers"
             )
 
         record = CallRecord(
@@ -161,6 +165,6 @@ class Phone:
         )
         self._fake.add_call(call)
         self.sent_calls.append(call)
-        call.taken = True
+        call.claimed = True
         call.start_inbound(number["voice_url"], number.get("voice_method", "POST"))
         return call

@@ -5,13 +5,21 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+from urllib.parse import urlsplit
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from fake_twilio.app import create_app
 from fake_twilio.server import FakeTwilio
 
 logger = logging.getLogger(__name__)
+
+
+class MaskedRequestHandler(WSGIRequestHandler):
+    """Log each request without its query string, which can contain phone numbers."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        logger.info("%s %s %s", self.command, urlsplit(self.path).path, code)
 
 
 class Pump:
@@ -56,7 +64,9 @@ def start_in_thread(
     ``run_pending`` in a loop, as the standalone server does. Stop with ``server.shutdown()``.
     """
     require_loopback(host)
-    server = make_server(host, port, create_app(fake), threaded=True)
+    server = make_server(
+        host, port, create_app(fake), threaded=True, request_handler=MaskedRequestHandler
+    )
     base_url = f"http://{host}:{server.server_port}"
     threading.Thread(target=server.serve_forever, name="fake-twilio-http", daemon=True).start()
 

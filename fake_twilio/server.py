@@ -35,8 +35,8 @@ from fake_twilio.webhooks import Params, WebhookError, WebhookSender
 
 logger = logging.getLogger(__name__)
 
-# A create request to a "timeout" magic number is answered this many seconds late,
-# longer than the project's 10 s REST timeout.
+# The fake responds this many seconds late to a create request for a "timeout" magic
+# number, which is longer than the project's 10 s REST timeout.
 DEFAULT_SLOW_RESPONSE_SECONDS = 12.0
 # Bounds one run_pending call, so that tasks which keep rescheduling themselves cannot spin forever.
 MAX_TASKS_PER_RUN = 10_000
@@ -144,10 +144,13 @@ class FakeTwilio:
 
     def now(self) -> datetime:
         """Return the shared clock's current instant."""
-        return self._now()  # type: ignore[operator]
+        return self._now()
 
     def reset(self) -> None:
-        """Forget all calls, messages, phones, logs, tasks, limits and chaos; keep accounts and initial numbers."""
+        """Forget calls, messages, phones, logs, tasks, limits and chaos.
+
+        Accounts and the numbers given to the constructor stay.
+        """
         with self.lock:
             self._reset_state()
 
@@ -159,7 +162,10 @@ class FakeTwilio:
             return self._phones[number]
 
     def set_cps(self, account_sid: str, calls_per_second: float | None) -> None:
-        """Limit how many calls per second the account starts; extra calls wait ``queued``. None removes the limit."""
+        """Limit the calls per second the account starts; extra calls wait ``queued``.
+
+        ``None`` removes the limit.
+        """
         with self.lock:
             if calls_per_second is None:
                 self._cps.pop(account_sid, None)
@@ -203,7 +209,7 @@ class FakeTwilio:
             heapq.heappush(self._tasks, _Task(due, tiebreak, next(self._seq), action, label))
 
     def run_pending(self) -> int:
-        """Run every task that is due now, including tasks those tasks schedule for now; return the count.
+        """Run every task due now, and any due tasks they schedule; return the count.
 
         A task that raises is logged and recorded in ``errors``; the remaining tasks still run.
         """
@@ -240,7 +246,7 @@ class FakeTwilio:
 
     @contextmanager
     def rest_context(self) -> Iterator[None]:
-        """Mark the current thread as serving a REST request, so callbacks wait for ``run_pending``."""
+        """Mark the thread as serving a REST request, so callbacks wait for ``run_pending``."""
         self._local.in_rest = True
         try:
             yield
@@ -254,7 +260,7 @@ class FakeTwilio:
     # --- calls -------------------------------------------------------------------------
 
     def create_call(self, account_sid: str, form: MultiDict[str, str]) -> FakeCall:
-        """Create an outbound call from a validated create request; raise TwilioError for magic numbers."""
+        """Create an outbound call from a validated request; raise TwilioError for magic numbers."""
         to, from_ = form["To"], form["From"]
         if not any(form.get(key) for key in ("Url", "Twiml", "ApplicationSid")):
             raise TwilioError(
@@ -299,13 +305,14 @@ class FakeTwilio:
         logger.info("Call %s to ...%s ended %s", call.sid, call.to[-4:], call.status)
 
     def get_call(self, account_sid: str, sid: str) -> FakeCall:
-        """Return the call ``sid`` of ``account_sid``; raise TwilioError 20404 when there is none."""
+        """Return the call ``sid`` of ``account_sid``; raise TwilioError 20404 if there is none."""
         call = self.calls.get(sid)
         if call is None or call.account_sid != account_sid:
             raise TwilioError(
                 404,
                 20404,
-                f"The requested resource /{API_VERSION}/Accounts/{account_sid}/Calls/{sid}.json was not found",
+                f"The requested resource /{API_VERSION}/Accounts/{account_sid}/Calls/{sid}.json "
+                "was not found",
             )
         return call
 
@@ -379,7 +386,7 @@ class FakeTwilio:
     # --- messages ----------------------------------------------------------------------
 
     def create_message(self, account_sid: str, form: MultiDict[str, str]) -> FakeMessage:
-        """Create an outbound SMS from a validated create request; raise TwilioError for magic numbers."""
+        """Create an outbound SMS from a validated request; raise TwilioError for magic numbers."""
         to = form["To"]
         if not form.get("From") and not form.get("MessagingServiceSid"):
             raise TwilioError(
@@ -418,13 +425,14 @@ class FakeTwilio:
         return message
 
     def get_message(self, account_sid: str, sid: str) -> FakeMessage:
-        """Return the message ``sid`` of ``account_sid``; raise TwilioError 20404 when there is none."""
+        """Return the message ``sid`` of ``account_sid``; raise TwilioError 20404 if unknown."""
         message = self.messages.get(sid)
         if message is None or message.account_sid != account_sid:
             raise TwilioError(
                 404,
                 20404,
-                f"The requested resource /{API_VERSION}/Accounts/{account_sid}/Messages/{sid}.json was not found",
+                f"The requested resource /{API_VERSION}/Accounts/{account_sid}/Messages/{sid}.json "
+                "was not found",
             )
         return message
 
@@ -454,7 +462,7 @@ class FakeTwilio:
         message.direction = "inbound"
         message.status = "received"
         message.date_sent = message.date_created
-        message.taken = True
+        message.claimed = True
         with self.lock:
             self.messages[sid] = message
 
@@ -484,7 +492,7 @@ class FakeTwilio:
             self.phone(to).messages.append(message)
 
     def _service_sender(self, account_sid: str) -> str:
-        """Return the number a Messaging Service would send from: the account's first number, or empty."""
+        """Return the sender for a Messaging Service: the account's first number, or empty."""
         for number, config in self.numbers.items():
             if config["account_sid"] == account_sid:
                 return number
@@ -495,7 +503,7 @@ class FakeTwilio:
     def configure_number(
         self, account_sid: str, number: str, config: dict[str, str]
     ) -> dict[str, str]:
-        """Create or update an incoming phone number's webhook settings; return its stored config."""
+        """Create or update an incoming number's webhook settings; return its stored config."""
         with self.lock:
             stored = self.numbers.setdefault(
                 number,
@@ -510,7 +518,7 @@ class FakeTwilio:
             return stored
 
     def number_config(self, number: str) -> dict[str, str]:
-        """Return the configuration of an incoming number; raise AssertionError for an unknown one."""
+        """Return an incoming number's configuration; raise AssertionError if it is unknown."""
         config = self.numbers.get(number)
         if config is None:
             raise AssertionError(
@@ -519,7 +527,7 @@ class FakeTwilio:
         return config
 
     def number_by_sid(self, account_sid: str, sid: str) -> tuple[str, dict[str, str]]:
-        """Return the number and config for an IncomingPhoneNumber SID; raise TwilioError 20404 if unknown."""
+        """Return the number and config of an IncomingPhoneNumber SID; raise TwilioError 20404."""
         for number, config in self.numbers.items():
             if config["sid"] == sid and config["account_sid"] == account_sid:
                 return number, config
@@ -530,7 +538,8 @@ class FakeTwilio:
     def number_resource(self, number: str) -> dict[str, Any]:
         """Return an incoming number as Twilio's JSON IncomingPhoneNumber resource."""
         config = self.numbers[number]
-        uri = f"/{API_VERSION}/Accounts/{config['account_sid']}/IncomingPhoneNumbers/{config['sid']}.json"
+        account_uri = f"/{API_VERSION}/Accounts/{config['account_sid']}"
+        uri = f"{account_uri}/IncomingPhoneNumbers/{config['sid']}.json"
         return {
             "sid": config["sid"],
             "account_sid": config["account_sid"],
@@ -552,7 +561,7 @@ class FakeTwilio:
     # --- webhooks ----------------------------------------------------------------------
 
     def deliver_callback(self, url: str, params: Params, account_sid: str, method: str) -> None:
-        """Send a status callback now, or later when chaos is on or a REST request is being served."""
+        """Send a status callback now, or later under chaos or while serving a REST request."""
         chaos = self._chaos
         if chaos is not None:
             self._deliver_with_chaos(chaos, url, params, account_sid, method)
@@ -629,7 +638,7 @@ class FakeTwilio:
         raise TwilioError(magic.http_status, magic.codes[channel], magic.message.format(to=to))
 
     def is_slow(self, to: str, channel: str) -> bool:
-        """Return whether a create request to ``to`` must be answered after the client's timeout."""
+        """Return whether a create request to ``to`` gets its response after the client timeout."""
         magic = magic_for(to, channel)
         return magic is not None and magic.stage == Stage.TIMEOUT
 

@@ -1,4 +1,4 @@
-"""fake_twilio driven through the real twilio library, with webhooks checked by a tiny signed app."""
+"""fake_twilio driven through the real twilio library; a tiny app checks the webhooks."""
 
 from __future__ import annotations
 
@@ -65,7 +65,9 @@ def build_webhook_app(log: WebhookApp) -> Flask:
         url = PUBLIC_BASE_URL + request.path + (f"?{raw_query}" if raw_query else "")
         valid = validator.validate(url, request.form, request.headers.get("X-Twilio-Signature", ""))
         with log.lock:
-            log.received.append(Received(request.full_path.rstrip("?"), request.form.to_dict(flat=False), valid))
+            log.received.append(
+                Received(request.full_path.rstrip("?"), request.form.to_dict(flat=False), valid)
+            )
         return None if valid else Response("bad signature", status=403)
 
     def twiml(body: str) -> Response:
@@ -75,7 +77,8 @@ def build_webhook_app(log: WebhookApp) -> Flask:
     def offer_twiml(offer_id: int) -> Response:
         return twiml(
             f'<Gather numDigits="1" action="/twilio/offer/{offer_id}/gather?prompt=1">'
-            "<Say>Acme Plumbing has a job: burst pipe.</Say><Say>Press 1 to accept, 2 to pass.</Say>"
+            "<Say>Acme Plumbing has a job: burst pipe.</Say>"
+            "<Say>Press 1 to accept, 2 to pass.</Say>"
             "</Gather><Say>We did not get your answer. Goodbye.</Say>"
         )
 
@@ -137,7 +140,9 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture(scope="module")
-def running_fake(clock: FixedClock, webhook_app: tuple[WebhookApp, str]) -> Iterator[tuple[FakeTwilio, str]]:
+def running_fake(
+    clock: FixedClock, webhook_app: tuple[WebhookApp, str]
+) -> Iterator[tuple[FakeTwilio, str]]:
     numbers = {
         ANSWERING_NUMBER: {
             "voice_url": f"{PUBLIC_BASE_URL}/twilio/voice",
@@ -145,7 +150,9 @@ def running_fake(clock: FixedClock, webhook_app: tuple[WebhookApp, str]) -> Iter
             "account_sid": ACCOUNT_SID,
         }
     }
-    fake = FakeTwilio(clock, {ACCOUNT_SID: AUTH_TOKEN}, webhook_app[1], numbers, slow_response_seconds=1.0)
+    fake = FakeTwilio(
+        clock, {ACCOUNT_SID: AUTH_TOKEN}, webhook_app[1], numbers, slow_response_seconds=1.0
+    )
     server, base_url = start_in_thread(fake)
     yield fake, base_url
     server.shutdown()
@@ -153,7 +160,9 @@ def running_fake(clock: FixedClock, webhook_app: tuple[WebhookApp, str]) -> Iter
 
 
 @pytest.fixture
-def fake(running_fake: tuple[FakeTwilio, str], clock: FixedClock, webhook_app: tuple[WebhookApp, str]) -> FakeTwilio:
+def fake(
+    running_fake: tuple[FakeTwilio, str], clock: FixedClock, webhook_app: tuple[WebhookApp, str]
+) -> FakeTwilio:
     clock.set(T0)
     running_fake[0].reset()
     with webhook_app[0].lock:
@@ -203,7 +212,9 @@ def send_offer_sms(client: Client, to: str = TECH, offer_id: int = 1) -> str:
 def test_client_rewrites_twilio_hosts() -> None:
     http_client = RedirectingHttpClient("http://127.0.0.1:8801", timeout=1.0)
 
-    rewritten = http_client.rewrite_url("https://api.twilio.com/2010-04-01/Accounts/AC1/Calls.json?To=%2B1")
+    rewritten = http_client.rewrite_url(
+        "https://api.twilio.com/2010-04-01/Accounts/AC1/Calls.json?To=%2B1"
+    )
     untouched = http_client.rewrite_url("https://example.org/x")
 
     assert rewritten == "http://127.0.0.1:8801/2010-04-01/Accounts/AC1/Calls.json?To=%2B1"
@@ -217,13 +228,19 @@ def test_call_create_fetch_list(fake: FakeTwilio, client: Client) -> None:
     listed = client.calls.list(to=TECH, start_time_after=T0 - timedelta(seconds=1))
     none_later = client.calls.list(to=TECH, start_time_after=T0 + timedelta(hours=1))
 
-    assert sid.startswith("CA") and len(sid) == 34
+    assert sid.startswith("CA")
+    assert len(sid) == 34
     assert fetched.status == "queued"
     assert fetched.to == TECH
     assert fetched._from == ANSWERING_NUMBER
     assert [call.sid for call in listed] == [sid]
     assert none_later == []
-    assert fake.requests[0].form["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
+    assert fake.requests[0].form["StatusCallbackEvent"] == [
+        "initiated",
+        "ringing",
+        "answered",
+        "completed",
+    ]
 
 
 def test_message_create_fetch_list(fake: FakeTwilio, client: Client) -> None:
@@ -232,7 +249,8 @@ def test_message_create_fetch_list(fake: FakeTwilio, client: Client) -> None:
     fetched = client.messages(sid).fetch()
     listed = client.messages.list(to=TECH, date_sent_after=T0)
 
-    assert sid.startswith("SM") and len(sid) == 34
+    assert sid.startswith("SM")
+    assert len(sid) == 34
     assert fetched.status == "queued"
     assert fetched.body.startswith("Acme dispatch 4821")
     assert [message.sid for message in listed] == [sid]
@@ -257,7 +275,9 @@ MAGIC_CREATE_CASES = [
 
 
 @pytest.mark.parametrize(("number", "channel", "code"), MAGIC_CREATE_CASES)
-def test_magic_number_raises_code(fake: FakeTwilio, client: Client, number: str, channel: str, code: int) -> None:
+def test_magic_number_raises_code(
+    fake: FakeTwilio, client: Client, number: str, channel: str, code: int
+) -> None:
     with pytest.raises(TwilioRestException) as raised:
         if channel == "call":
             place_offer_call(client, to=number)
@@ -293,10 +313,20 @@ def test_read_timeout_still_creates(fake: FakeTwilio, running_fake: tuple[FakeTw
 
 @pytest.mark.parametrize(
     ("number", "status", "code"),
-    [("+15005550108", "undelivered", "30005"), ("+15005550109", "undelivered", "30006"), ("+15005550111", "failed", "30008")],
+    [
+        ("+15005550108", "undelivered", "30005"),
+        ("+15005550109", "undelivered", "30006"),
+        ("+15005550111", "failed", "30008"),
+    ],
 )
 def test_sms_callback_failure(
-    fake: FakeTwilio, client: Client, hooks: WebhookApp, clock: FixedClock, number: str, status: str, code: str
+    fake: FakeTwilio,
+    client: Client,
+    hooks: WebhookApp,
+    clock: FixedClock,
+    number: str,
+    status: str,
+    code: str,
 ) -> None:
     send_offer_sms(client, to=number)
 
@@ -310,19 +340,27 @@ def test_sms_callback_failure(
 
 def test_openapi_rejects_bad_integer(fake: FakeTwilio, client: Client) -> None:
     with pytest.raises(TwilioRestException) as raised:
-        client.calls.create(to=TECH, from_=ANSWERING_NUMBER, url=f"{PUBLIC_BASE_URL}/x", timeout="abc")  # type: ignore[arg-type]
+        client.calls.create(
+            to=TECH, from_=ANSWERING_NUMBER, url=f"{PUBLIC_BASE_URL}/x", timeout="abc"
+        )
 
     assert raised.value.status == 400
     assert "Timeout" in raised.value.msg
     assert fake.calls == {}
 
 
-def test_openapi_rejects_unknown_and_enum(fake: FakeTwilio, running_fake: tuple[FakeTwilio, str]) -> None:
+def test_openapi_rejects_unknown_and_enum(
+    fake: FakeTwilio, running_fake: tuple[FakeTwilio, str]
+) -> None:
     url = f"{running_fake[1]}/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
     form = {"To": TECH, "From": ANSWERING_NUMBER, "Url": f"{PUBLIC_BASE_URL}/x"}
 
-    unknown = requests.post(url, data={**form, "Foo": "1"}, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=5)
-    bad_enum = requests.post(url, data={**form, "Method": "PUT"}, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=5)
+    unknown = requests.post(
+        url, data={**form, "Foo": "1"}, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=5
+    )
+    bad_enum = requests.post(
+        url, data={**form, "Method": "PUT"}, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=5
+    )
     missing = requests.post(url, data={"To": TECH}, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=5)
 
     assert unknown.status_code == 400
@@ -344,7 +382,9 @@ def test_wrong_token_is_20003(fake: FakeTwilio, running_fake: tuple[FakeTwilio, 
     assert raised.value.code == 20003
 
 
-def test_call_callbacks_signed_and_sequenced(fake: FakeTwilio, client: Client, hooks: WebhookApp) -> None:
+def test_call_callbacks_signed_and_sequenced(
+    fake: FakeTwilio, client: Client, hooks: WebhookApp
+) -> None:
     place_offer_call(client)
 
     call = fake.phone(TECH).expect_call()
@@ -354,14 +394,21 @@ def test_call_callbacks_signed_and_sequenced(fake: FakeTwilio, client: Client, h
     callbacks = hooks.at("/twilio/status/call/1")
 
     assert all(item.signature_valid for item in hooks.received)
-    assert [item.field("CallStatus") for item in callbacks] == ["initiated", "ringing", "in-progress", "completed"]
+    assert [item.field("CallStatus") for item in callbacks] == [
+        "initiated",
+        "ringing",
+        "in-progress",
+        "completed",
+    ]
     assert [item.field("SequenceNumber") for item in callbacks] == ["0", "1", "2", "3"]
     assert callbacks[-1].field("Timestamp").endswith("+0000")
     assert "CallDuration" in callbacks[-1].form
     assert callbacks[0].field("AccountSid") == ACCOUNT_SID
 
 
-def test_sms_callbacks_have_no_sequence(fake: FakeTwilio, client: Client, hooks: WebhookApp) -> None:
+def test_sms_callbacks_have_no_sequence(
+    fake: FakeTwilio, client: Client, hooks: WebhookApp
+) -> None:
     send_offer_sms(client)
 
     fake.phone(TECH).expect_sms().deliver()
@@ -446,7 +493,9 @@ def test_chaos_duplicates_callbacks(fake: FakeTwilio, client: Client, hooks: Web
     assert statuses == ["sent", "sent", "delivered", "delivered"]
 
 
-def test_chaos_delay_waits_for_clock(fake: FakeTwilio, client: Client, hooks: WebhookApp, clock: FixedClock) -> None:
+def test_chaos_delay_waits_for_clock(
+    fake: FakeTwilio, client: Client, hooks: WebhookApp, clock: FixedClock
+) -> None:
     fake.chaos(duplicate=0.0, delay=(1, 2), reorder=True, drop=0.0, seed=3)
     send_offer_sms(client)
 
@@ -456,11 +505,16 @@ def test_chaos_delay_waits_for_clock(fake: FakeTwilio, client: Client, hooks: We
     fake.run_pending()
 
     assert before == 0
-    assert sorted(item.field("MessageStatus") for item in hooks.at("/twilio/status/sms/1")) == ["delivered", "sent"]
+    assert sorted(item.field("MessageStatus") for item in hooks.at("/twilio/status/sms/1")) == [
+        "delivered",
+        "sent",
+    ]
 
 
 def test_inbound_sms_webhook(fake: FakeTwilio, hooks: WebhookApp) -> None:
-    response = fake.phone(CALLER).send_sms(ANSWERING_NUMBER, "Burst pipe in the basement", OptOutType="STOP")
+    response = fake.phone(CALLER).send_sms(
+        ANSWERING_NUMBER, "Burst pipe in the basement", OptOutType="STOP"
+    )
 
     received = hooks.at("/twilio/sms")[0]
 
@@ -487,7 +541,9 @@ def test_inbound_call_speech(fake: FakeTwilio, hooks: WebhookApp) -> None:
     assert call.status == "completed"
 
 
-def test_cps_limit_queues_calls(fake: FakeTwilio, client: Client, clock: FixedClock, hooks: WebhookApp) -> None:
+def test_cps_limit_queues_calls(
+    fake: FakeTwilio, client: Client, clock: FixedClock, hooks: WebhookApp
+) -> None:
     fake.set_cps(ACCOUNT_SID, 1)
 
     first = place_offer_call(client, offer_id=1)
@@ -502,7 +558,9 @@ def test_cps_limit_queues_calls(fake: FakeTwilio, client: Client, clock: FixedCl
     assert hooks.at("/twilio/status/call/2")[0].field("CallStatus") == "initiated"
 
 
-def test_scripted_phone_presses(fake: FakeTwilio, client: Client, clock: FixedClock, hooks: WebhookApp) -> None:
+def test_scripted_phone_presses(
+    fake: FakeTwilio, client: Client, clock: FixedClock, hooks: WebhookApp
+) -> None:
     fake.phone(TECH).script(answer_and_press("1", after_seconds=2))
     place_offer_call(client)
 
@@ -514,7 +572,9 @@ def test_scripted_phone_presses(fake: FakeTwilio, client: Client, clock: FixedCl
     assert fake.errors == []
 
 
-def test_scripted_sms_reply(fake: FakeTwilio, client: Client, clock: FixedClock, hooks: WebhookApp) -> None:
+def test_scripted_sms_reply(
+    fake: FakeTwilio, client: Client, clock: FixedClock, hooks: WebhookApp
+) -> None:
     fake.phone(TECH).script(reply_sms("1 4821", after_seconds=3))
     send_offer_sms(client)
 
@@ -522,7 +582,10 @@ def test_scripted_sms_reply(fake: FakeTwilio, client: Client, clock: FixedClock,
         clock.advance(1)
         fake.run_pending()
 
-    assert [item.field("MessageStatus") for item in hooks.at("/twilio/status/sms/1")] == ["sent", "delivered"]
+    assert [item.field("MessageStatus") for item in hooks.at("/twilio/status/sms/1")] == [
+        "sent",
+        "delivered",
+    ]
     assert hooks.at("/twilio/sms")[0].field("Body") == "1 4821"
 
 
@@ -540,7 +603,9 @@ def test_expect_call_lists_calls(fake: FakeTwilio) -> None:
         fake.phone(TECH).expect_call()
 
 
-def test_public_url_delivered_to_loopback(fake: FakeTwilio, webhook_app: tuple[WebhookApp, str]) -> None:
+def test_public_url_delivered_to_loopback(
+    fake: FakeTwilio, webhook_app: tuple[WebhookApp, str]
+) -> None:
     delivered = fake.sender.delivery_url(f"{PUBLIC_BASE_URL}/twilio/status/call/9?attempt=2")
 
     assert urlsplit(delivered).netloc == urlsplit(webhook_app[1]).netloc
