@@ -415,9 +415,10 @@ class FakeTwilio:
         magic = magic_for(to, "sms")
         if magic is not None and magic.stage == Stage.CALLBACK:
             code, status = magic.codes["sms"], magic.callback_status.get("sms")
+            error_message = magic.message
             self.schedule(
                 DELIVERY_DELAY_SECONDS,
-                lambda: message.ended or message.fail(code, status),
+                lambda: message.ended or message.fail(code, status, error_message),
                 f"fail {message.sid}",
             )
         elif phone.behaviour is not None:
