@@ -37,7 +37,8 @@ def normalize_e164(raw: str, region: str = DEFAULT_REGION) -> str:
     """Parse a number as typed by a person and return it as E.164.
 
     National numbers are read in ``region``. A leading space where a ``+`` was lost in form
-    decoding (`` 13125550103``) still gives ``+13125550103``. Raises PhoneNumberError with a
+    decoding (`` 13125550103``) still gives ``+13125550103``: the plus is restored when the
+    digits are not a valid number of ``region`` without it. Raises PhoneNumberError with a
     message that names the value and what is wrong with it.
     """
     text = raw.strip()
@@ -91,16 +92,16 @@ def _lost_plus(raw: str) -> bool:
 
 
 def _check_dialable(number: PhoneNumber, raw: str) -> None:
-    shown = repr(raw.strip())
+    quoted = repr(raw.strip())
     if number.extension:
-        raise PhoneNumberError(f"{shown} has an extension, which cannot be dialled; remove it")
+        raise PhoneNumberError(f"{quoted} has an extension, which cannot be dialled; remove it")
 
     reason = phonenumbers.is_possible_number_with_reason(number)
     if reason in _LENGTH_PROBLEMS:
-        raise PhoneNumberError(f"{shown} {_LENGTH_PROBLEMS[reason]}")
+        raise PhoneNumberError(f"{quoted} {_LENGTH_PROBLEMS[reason]}")
 
     if not phonenumbers.is_valid_number(number):
-        raise PhoneNumberError(f"{shown} is not a valid phone number")
+        raise PhoneNumberError(f"{quoted} is not a valid phone number")
 
 
 def _is_placeholder(raw: str) -> bool:

@@ -251,7 +251,7 @@ class MenuOption(_Document):
 
 
 class CallerScript(_Document):
-    """What a caller hears, in order: greeting, notices, menu, then the reason prompt."""
+    """The caller's script: greeting, notices, menu and reason prompt, played in that order."""
 
     language: Text = "en-US"
     greeting: Text
@@ -554,7 +554,12 @@ def _format_yaml_error(exc: yaml.YAMLError) -> str:
 def _format_path(loc: Iterable[int | str]) -> str:
     path = ""
     for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif path:
+            path += f".{part}"
+        else:
+            path = str(part)
     return path or "document"
 
 

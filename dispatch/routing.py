@@ -1,6 +1,6 @@
 """Choose the route for an inbound call or text: the first route, in profile order, that fits.
 
-A route fits when the answering number is one of its numbers, one of its windows holds at
+A route fits when the answering number is one of its numbers, one of its windows applies at
 the instant, and its menu fits the request. A route without a menu takes texts and calls with
 any menu choice or none. A route with a menu takes only calls whose caller pressed that digit.
 """
@@ -50,7 +50,7 @@ def needs_menu(profile: Profile, to_number: str, at_utc: datetime) -> bool:
 
 
 def _routes_in_window(profile: Profile, to_number: str, at_utc: datetime) -> list[Route]:
-    """Return, in order, the routes for this answering number whose window holds now."""
+    """Return, in order, the routes for this answering number whose window applies now."""
     kinds = window_kinds(profile, at_utc)
     number = normalize_sender(to_number)
     if number is None or number not in profile.account.answering_numbers:

@@ -1,6 +1,6 @@
-"""Who is on call at an instant, and which time windows hold, in the account's time zone.
+"""Who is on call at an instant, and which time windows apply, in the account's time zone.
 
-Every answer is about one UTC instant. Shift and override times are wall-clock times in the
+Every function takes UTC instants. Shift and override times are wall-clock times in the
 account's zone, turned into UTC instants with two rules for daylight saving time:
 
 - A wall time that does not exist (the hour skipped in spring) means the first instant after
@@ -29,10 +29,10 @@ HOLIDAY = "holiday"
 
 
 def window_kinds(profile: Profile, at_utc: datetime) -> set[str]:
-    """Return the windows that hold at an instant: business hours, after hours or a holiday.
+    """Return the windows in effect at an instant: business hours, after hours or a holiday.
 
-    A holiday counts as after hours too. The window ``always`` of a route holds at every
-    instant and is not listed.
+    A holiday counts as after hours too. A route's window ``always`` applies at every instant
+    and is not listed.
     """
     local = _require_aware(at_utc).astimezone(profile.zone)
     if _holiday_on(profile, local.date()) is not None:
@@ -97,7 +97,7 @@ def next_gaps(
     end_utc: datetime,
     step_minutes: int = 15,
 ) -> list[tuple[datetime, datetime]]:
-    """Return the intervals in [start_utc, end_utc) when nobody of a pool is on call.
+    """Return the intervals in [start_utc, end_utc) when no member of a pool is on call.
 
     Every boundary of a shift, override or holiday in the range is evaluated, so the gaps are
     exact to the second. ``step_minutes`` caps the distance between evaluated instants.
