@@ -34,7 +34,6 @@ from pydantic import (
 from dispatch.phones import normalize_e164
 
 DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-WINDOW_KINDS: tuple[str, ...] = ("business_hours", "after_hours", "holiday", "always")
 MINUTES_PER_DAY = 24 * 60
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -575,6 +574,10 @@ def _format_validation_error(error: Mapping[str, Any]) -> str:
         message = "required field is missing"
     elif kind == "value_error":
         message = str(error["ctx"]["error"])
+    elif kind == "tuple_type":
+        message = "must be a list"
+    elif kind == "too_short" and "min_length" in error.get("ctx", {}):
+        message = f"must list at least {error['ctx']['min_length']} item(s)"
     else:
         message = error["msg"]
     return f"{_format_path(loc)}: {message}"
@@ -634,9 +637,10 @@ class _Parts:
     holidays: list[tuple[int, Holiday]]
     routes: list[tuple[int, Route]]
     # Keys are read from the raw document as well, so that a member with a bad phone number
-    # is not also reported as unknown wherever a pool or route names it.
-    member_keys: set[str]
-    pool_keys: set[str]
+    # is not also reported as unknown wherever a pool or route names it. None means the
+    # section is not a list, so references to it cannot be checked.
+    member_keys: set[str] | None
+    pool_keys: set[str] | None
 
     @classmethod
     def from_raw(cls, data: Mapping[str, Any]) -> _Parts:
@@ -676,9 +680,11 @@ def _validate_each(model: type[_M], raw: Any) -> list[tuple[int, _M]]:
     return valid
 
 
-def _raw_keys(raw: Any) -> set[str]:
-    if not isinstance(raw, list):
+def _raw_keys(raw: Any) -> set[str] | None:
+    if raw is None:
         return set()
+    if not isinstance(raw, list):
+        return None
     return {
         item["key"]
         for item in raw
@@ -1016,12 +1022,14 @@ def _report_repeats(values: Iterable[Any], path: str, noun: str, report: _Report
 
 def _report_unknown(
     values: Iterable[str],
-    known: set[str],
+    known: set[str] | None,
     path: str,
     noun: str,
     report: _Report,
     indexed: bool = True,
 ) -> None:
+    if known is None:
+        return
     for position, value in enumerate(values):
         if value not in known:
             report.error(f"{path}[{position}]" if indexed else path, f"unknown {noun} {value!r}")

@@ -655,3 +655,15 @@ def test_diff_from_nothing() -> None:
     diff = diff_profiles("", new)
     assert diff.startswith("--- old\n+++ new\n")
     assert "+  key: test-co\n" in diff
+
+
+def test_malformed_section_no_cascade() -> None:
+    data = base()
+    data["members"] = {"alice": {}}
+    data["routes"][0]["when"] = []
+    data["account"]["answering_numbers"] = []
+    assert errors_of(data) == [
+        "account.answering_numbers: must list at least 1 item(s)",
+        "members: must be a list",
+        "routes[0].when: must list at least 1 item(s)",
+    ]
