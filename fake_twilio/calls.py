@@ -77,14 +77,15 @@ class FakeCall:
     """A call that a test drives like a person holding the phone.
 
     Outbound calls (``Direction=outbound-api``) start ``queued``. The test moves them with
-    ``ring``, ``answer``, ``press``, ``hangup`` and the other verbs; each step sends the
-    status callbacks the app asked for and follows the app's TwiML.
+    ``ring``, ``answer``, ``press``, ``hangup`` and the other verbs. Each step sends the
+    status callbacks that the app requested and follows the app's TwiML.
     """
 
     def __init__(
         self, fake: FakeTwilio, record: CallRecord, url: str | None, twiml: str | None, method: str
     ) -> None:
         self._fake = fake
+
         self.sid = new_sid("CA")
         self.account_sid = record.account_sid
         self.to = record.to
@@ -94,6 +95,7 @@ class FakeCall:
         self.url = url
         self.twiml = twiml
         self.method = method
+
         self.status = "queued"
         self.date_created: datetime = fake.now()
         self.date_updated: datetime = self.date_created
@@ -104,12 +106,14 @@ class FakeCall:
         self.error_code: int | None = None
         self.started = False
         self.claimed = False  # set once a test's expect_call returned this call
+
         self.spoken: list[str] = []
         self.played: list[str] = []
         self.dialed: list[str] = []
         self.dial_caller_ids: list[str | None] = []
         self.errors: list[str] = []
         self.documents: list[str] = []
+
         self._sequence = 0
         self._waiting: GatherWait | DialWait | None = None
         self._switch: CallSwitch | None = None

@@ -54,7 +54,9 @@ class FakeMessage:
         self.params = params
         self.messaging_service_sid = params.get("MessagingServiceSid")
         self.direction = "outbound-api"
-        self.status = "accepted" if self.messaging_service_sid and not from_ else "queued"
+        self.status = (
+            "accepted" if self.messaging_service_sid and not params.get("From") else "queued"
+        )
         self.date_created: datetime = fake.now()
         self.date_updated: datetime = self.date_created
         self.date_sent: datetime | None = None

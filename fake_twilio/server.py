@@ -31,7 +31,7 @@ from fake_twilio.messages import FakeMessage
 from fake_twilio.openapi import INVALID_PARAMETER_CODE
 from fake_twilio.phones import Phone
 from fake_twilio.scripts import DELIVERY_DELAY_SECONDS, RING_DELAY_SECONDS
-from fake_twilio.webhooks import Params, WebhookError, WebhookSender
+from fake_twilio.webhooks import Params, WebhookError, WebhookSender, new_idempotency_token
 
 logger = logging.getLogger(__name__)
 
@@ -580,6 +580,7 @@ class FakeTwilio:
         account_sid: str,
         method: str = "POST",
         raise_errors: bool = False,
+        idempotency_token: str | None = None,
     ) -> requests.Response | None:
         """Sign and send one webhook with the account's token; log it in ``webhooks``.
 
@@ -587,8 +588,9 @@ class FakeTwilio:
         ``raise_errors`` is set, in which case WebhookError propagates.
         """
         fields = dict(params)
+        token = self.token_for(account_sid)
         try:
-            response = self.sender.send(url, params, self.token_for(account_sid), method)
+            response = self.sender.send(url, params, token, method, idempotency_token)
         except WebhookError as exc:
             self.webhooks.append(WebhookLogEntry(method, url, fields, None, str(exc)))
             if raise_errors:
@@ -617,10 +619,14 @@ class FakeTwilio:
             copies = 2 if chaos.rng.random() < chaos.duplicate else 1
             tiebreaks = [chaos.rng.random() if chaos.reorder else 0.0 for _ in range(copies)]
 
+        # Both copies carry one idempotency token, like a delivery that Twilio retried.
+        idempotency_token = new_idempotency_token()
         for tiebreak in tiebreaks:
             self.schedule_at(
                 due,
-                lambda: self.send_webhook(url, params, account_sid, method),
+                lambda: self.send_webhook(
+                    url, params, account_sid, method, idempotency_token=idempotency_token
+                ),
                 f"callback {url}",
                 tiebreak,
             )

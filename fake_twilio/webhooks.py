@@ -35,6 +35,11 @@ def is_loopback(url: str) -> bool:
         return False
 
 
+def new_idempotency_token() -> str:
+    """Return a fresh value for the I-Twilio-Idempotency-Token header."""
+    return secrets.token_hex(16)
+
+
 def sign(url: str, params: Params, auth_token: str) -> str:
     """Return the X-Twilio-Signature for a request to ``url`` with the form ``params``."""
     return RequestValidator(auth_token).compute_signature(url, MultiDict(list(params)))
@@ -67,10 +72,16 @@ class WebhookSender:
         return urlunsplit((target.scheme, target.netloc, path, parts.query, ""))
 
     def send(
-        self, url: str, params: Params, auth_token: str, method: str = "POST"
+        self,
+        url: str,
+        params: Params,
+        auth_token: str,
+        method: str = "POST",
+        idempotency_token: str | None = None,
     ) -> requests.Response:
         """Send one signed webhook and return the response.
 
+        Copies of one delivery share ``idempotency_token``, as Twilio's retries do.
         Raises WebhookError when the delivery host is not loopback or the request fails.
         """
         method = method.upper()
@@ -83,7 +94,7 @@ class WebhookSender:
 
         headers = {
             "X-Twilio-Signature": sign(signed_url, body or [], auth_token),
-            "I-Twilio-Idempotency-Token": secrets.token_hex(16),
+            "I-Twilio-Idempotency-Token": idempotency_token or new_idempotency_token(),
             "User-Agent": "TwilioProxy/1.1",
         }
         target = self.delivery_url(signed_url)

@@ -14,6 +14,7 @@ from flask import Flask, Response, request
 from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
+from werkzeug.datastructures import MultiDict
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from dispatch.clock import FixedClock
@@ -24,6 +25,9 @@ from jobs.twilio_client import RedirectingHttpClient, make_twilio_client
 
 ACCOUNT_SID = "AC" + "1" * 32
 AUTH_TOKEN = "test-auth-token"
+SUBACCOUNT_SID = "AC" + "2" * 32
+SUBACCOUNT_TOKEN = "subaccount-auth-token"
+TOKENS = {ACCOUNT_SID: AUTH_TOKEN, SUBACCOUNT_SID: SUBACCOUNT_TOKEN}
 PUBLIC_BASE_URL = "https://dispatch.example.org"
 ANSWERING_NUMBER = "+13125550100"
 TECH = "+13125550101"
@@ -38,6 +42,7 @@ class Received:
     path: str
     form: dict[str, list[str]]
     signature_valid: bool
+    idempotency_token: str
 
     def field(self, name: str) -> str:
         return self.form[name][0]
@@ -57,17 +62,21 @@ class WebhookApp:
 
 def build_webhook_app(log: WebhookApp) -> Flask:
     app = Flask(__name__)
-    validator = RequestValidator(AUTH_TOKEN)
 
     @app.before_request
     def check_signature() -> Response | None:
         raw_query = request.query_string.decode()
         url = PUBLIC_BASE_URL + request.path + (f"?{raw_query}" if raw_query else "")
+        validator = RequestValidator(TOKENS.get(request.form.get("AccountSid", ""), "unknown"))
         valid = validator.validate(url, request.form, request.headers.get("X-Twilio-Signature", ""))
+        received = Received(
+            request.full_path.rstrip("?"),
+            request.form.to_dict(flat=False),
+            valid,
+            request.headers.get("I-Twilio-Idempotency-Token", ""),
+        )
         with log.lock:
-            log.received.append(
-                Received(request.full_path.rstrip("?"), request.form.to_dict(flat=False), valid)
-            )
+            log.received.append(received)
         return None if valid else Response("bad signature", status=403)
 
     def twiml(body: str) -> Response:
@@ -150,9 +159,7 @@ def running_fake(
             "account_sid": ACCOUNT_SID,
         }
     }
-    fake = FakeTwilio(
-        clock, {ACCOUNT_SID: AUTH_TOKEN}, webhook_app[1], numbers, slow_response_seconds=1.0
-    )
+    fake = FakeTwilio(clock, TOKENS, webhook_app[1], numbers, slow_response_seconds=1.0)
     server, base_url = start_in_thread(fake)
     yield fake, base_url
     server.shutdown()
@@ -488,9 +495,12 @@ def test_chaos_duplicates_callbacks(fake: FakeTwilio, client: Client, hooks: Web
 
     fake.phone(TECH).expect_sms().deliver()
     fake.run_pending()
-    statuses = [item.field("MessageStatus") for item in hooks.at("/twilio/status/sms/1")]
+    callbacks = hooks.at("/twilio/status/sms/1")
+    statuses = [item.field("MessageStatus") for item in callbacks]
 
     assert statuses == ["sent", "sent", "delivered", "delivered"]
+    assert callbacks[0].idempotency_token == callbacks[1].idempotency_token
+    assert callbacks[1].idempotency_token != callbacks[2].idempotency_token
 
 
 def test_chaos_delay_waits_for_clock(
@@ -610,3 +620,40 @@ def test_public_url_delivered_to_loopback(
 
     assert urlsplit(delivered).netloc == urlsplit(webhook_app[1]).netloc
     assert delivered.endswith("/twilio/status/call/9?attempt=2")
+
+
+def test_subaccount_signs_with_own_token(
+    fake: FakeTwilio, running_fake: tuple[FakeTwilio, str], hooks: WebhookApp
+) -> None:
+    subaccount = make_twilio_client(SUBACCOUNT_SID, SUBACCOUNT_TOKEN, base_url=running_fake[1])
+    send_offer_sms(subaccount)
+
+    fake.phone(TECH).expect_sms().deliver()
+    callbacks = hooks.at("/twilio/status/sms/1")
+
+    assert callbacks[0].field("AccountSid") == SUBACCOUNT_SID
+    assert all(item.signature_valid for item in callbacks)
+    assert fake.list_messages(ACCOUNT_SID, MultiDict()) == []
+
+
+def test_messaging_service_sender(fake: FakeTwilio, client: Client) -> None:
+    message = client.messages.create(
+        to=TECH, messaging_service_sid="MG" + "3" * 32, body="Acme dispatch 4821"
+    )
+
+    assert message.status == "accepted"
+    assert message.from_ == ANSWERING_NUMBER
+    assert message.messaging_service_sid == "MG" + "3" * 32
+
+
+def test_openapi_rejects_repeated_scalar(
+    fake: FakeTwilio, running_fake: tuple[FakeTwilio, str]
+) -> None:
+    url = f"{running_fake[1]}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    form = [("To", TECH), ("To", CALLER), ("From", ANSWERING_NUMBER), ("Body", "x")]
+
+    response = requests.post(url, data=form, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=5)
+
+    assert response.status_code == 400
+    assert "To" in response.json()["message"]
+    assert fake.messages == {}
