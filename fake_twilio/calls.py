@@ -189,17 +189,17 @@ class FakeCall:
         """Key in ``digits`` at the waiting ``<Gather>`` and follow the action's TwiML."""
         self._begin_step()
         gather = self._require_gather("dtmf", action=f"press {digits!r}")
+        finished_on_key = ""
         if gather.finish_on_key and digits.endswith(gather.finish_on_key):
             digits = digits[: -len(gather.finish_on_key)]
+            finished_on_key = gather.finish_on_key
         if gather.num_digits is not None:
+            # NOTE: digits beyond numDigits are dropped; Twilio may buffer them for the next Gather.
             digits = digits[: gather.num_digits]
         if not digits:
             return self.silence()
 
-        extra = [("Digits", digits)]
-        if gather.finish_on_key:
-            extra.append(("FinishedOnKey", ""))
-        self._complete_gather(gather, extra)
+        self._complete_gather(gather, [("Digits", digits), ("FinishedOnKey", finished_on_key)])
         return self
 
     def say_speech(self, text: str, confidence: float = 0.9) -> FakeCall:

@@ -335,8 +335,9 @@ class FakeTwilio:
     def list_calls(self, account_sid: str, args: MultiDict[str, str]) -> list[FakeCall]:
         """Return the account's calls matching Twilio's list filters, newest first.
 
-        ``StartTime>`` keeps calls that started at or after the value and ``StartTime<`` calls
-        that started before it. A call that has not started yet is matched by its creation time.
+        ``StartTime>`` keeps calls that started at or after the value, and ``StartTime<`` calls
+        that started before it. A call that has not started yet is matched by its creation
+        time. An ``EndTime`` filter drops calls that have not ended.
         """
         calls = [call for call in self.calls.values() if call.account_sid == account_sid]
         calls = [
@@ -350,11 +351,12 @@ class FakeTwilio:
             for call in calls
             if _time_matches(args, "StartTime", call.start_time or call.date_created)
         ]
-        calls = [
-            call
-            for call in calls
-            if call.end_time is None or _time_matches(args, "EndTime", call.end_time)
-        ]
+        if any(name in args for name in ("EndTime", "EndTime>", "EndTime<")):
+            calls = [
+                call
+                for call in calls
+                if call.end_time is not None and _time_matches(args, "EndTime", call.end_time)
+            ]
         return sorted(calls, key=lambda call: call.date_created, reverse=True)
 
     def _start_call(self, call: FakeCall) -> None:
