@@ -20,7 +20,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from dispatch.clock import FixedClock
 from fake_twilio import MAGIC_NUMBERS, FakeTwilio, start_in_thread
 from fake_twilio.magic import Stage
-from fake_twilio.scripts import answer_and_press, reply_sms
+from fake_twilio.scripts import answer_and_press, busy, reply_sms, tapback
 from jobs.twilio_client import RedirectingHttpClient, make_twilio_client
 
 ACCOUNT_SID = "AC" + "1" * 32
@@ -67,11 +67,12 @@ def build_webhook_app(log: WebhookApp) -> Flask:
     def check_signature() -> Response | None:
         raw_query = request.query_string.decode()
         url = PUBLIC_BASE_URL + request.path + (f"?{raw_query}" if raw_query else "")
-        validator = RequestValidator(TOKENS.get(request.form.get("AccountSid", ""), "unknown"))
+        fields = request.form if request.method == "POST" else request.args
+        validator = RequestValidator(TOKENS.get(fields.get("AccountSid", ""), "unknown"))
         valid = validator.validate(url, request.form, request.headers.get("X-Twilio-Signature", ""))
         received = Received(
             request.full_path.rstrip("?"),
-            request.form.to_dict(flat=False),
+            fields.to_dict(flat=False),
             valid,
             request.headers.get("I-Twilio-Idempotency-Token", ""),
         )
@@ -122,7 +123,7 @@ def build_webhook_app(log: WebhookApp) -> Flask:
     def sms() -> Response:
         return twiml("<Message>We got your message.</Message>")
 
-    @app.post("/twilio/status/<path:rest>")
+    @app.route("/twilio/status/<path:rest>", methods=["GET", "POST"])
     def status(rest: str) -> Response:
         return Response("", status=204)
 
@@ -657,3 +658,86 @@ def test_openapi_rejects_repeated_scalar(
     assert response.status_code == 400
     assert "To" in response.json()["message"]
     assert fake.messages == {}
+
+
+def test_rest_url_update_redirects(fake: FakeTwilio, client: Client, hooks: WebhookApp) -> None:
+    sid = place_offer_call(client)
+    call = fake.phone(TECH).expect_call("Acme")
+
+    client.calls(sid).update(url=f"{PUBLIC_BASE_URL}/twilio/offer/1/gather", method="POST")
+    fake.run_pending()
+
+    assert call.spoken[-1] == "Passed. Goodbye."
+    assert call.status == "completed"
+    assert "Digits" not in hooks.at("/twilio/offer/1/gather")[-1].form
+
+
+def test_status_callback_by_get(fake: FakeTwilio, client: Client, hooks: WebhookApp) -> None:
+    client.calls.create(
+        to=TECH,
+        from_=ANSWERING_NUMBER,
+        url=f"{PUBLIC_BASE_URL}/twilio/offer/1/twiml",
+        status_callback=f"{PUBLIC_BASE_URL}/twilio/status/call/1?attempt=3",
+        status_callback_method="GET",
+    )
+
+    fake.phone(TECH).expect_call().busy()
+    [callback] = hooks.at("/twilio/status/call/1")
+
+    assert callback.signature_valid
+    assert callback.field("attempt") == "3"
+    assert callback.field("CallStatus") == "busy"
+
+
+def test_cancel_call_queued_by_cps(
+    fake: FakeTwilio, client: Client, clock: FixedClock, hooks: WebhookApp
+) -> None:
+    fake.set_cps(ACCOUNT_SID, 1)
+    place_offer_call(client, offer_id=1)
+    second = place_offer_call(client, offer_id=2)
+
+    client.calls(second).update(status="canceled")
+    clock.advance(2)
+    fake.run_pending()
+    statuses = [item.field("CallStatus") for item in hooks.at("/twilio/status/call/2")]
+
+    assert statuses == ["canceled"]
+    assert fake.calls[second].started is False
+
+
+def test_chaos_drop_loses_callbacks(fake: FakeTwilio, client: Client, hooks: WebhookApp) -> None:
+    fake.chaos(duplicate=0.0, delay=(0, 0), reorder=False, drop=1.0, seed=1)
+    send_offer_sms(client)
+
+    fake.phone(TECH).expect_sms().deliver()
+    fake.run_pending()
+
+    assert hooks.at("/twilio/status/sms/1") == []
+    assert fake.messages[next(iter(fake.messages))].status == "delivered"
+
+
+def test_scripted_busy_phone(
+    fake: FakeTwilio, client: Client, clock: FixedClock, hooks: WebhookApp
+) -> None:
+    fake.phone(TECH).script(busy())
+    sid = place_offer_call(client)
+
+    clock.advance(1)
+    fake.run_pending()
+
+    assert hooks.at("/twilio/status/call/1")[-1].field("CallStatus") == "busy"
+    assert client.calls(sid).fetch().status == "busy"
+
+
+def test_scripted_tapback_reply(
+    fake: FakeTwilio, client: Client, clock: FixedClock, hooks: WebhookApp
+) -> None:
+    fake.phone(TECH).script(tapback("Liked", after_seconds=2))
+    send_offer_sms(client)
+
+    clock.advance(2)
+    fake.run_pending()
+
+    body = hooks.at("/twilio/sms")[0].field("Body")
+    assert body.startswith("Liked \u201cAcme dispatch 4821")
+    assert body.endswith("\u201d")
