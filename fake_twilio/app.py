@@ -122,7 +122,7 @@ def _page(
 def _respond_slowly(
     fake: FakeTwilio, to: str, channel: str, make_response: Callable[[], tuple[Response, int]]
 ) -> tuple[Response, int]:
-    """Answer late for a "timeout" magic number.
+    """Delay the response for a "timeout" magic number.
 
     The resource already exists by then, as when Twilio's response is lost.
     """
@@ -204,11 +204,11 @@ def _add_number_routes(app: Flask, fake: FakeTwilio) -> None:
     @app.get(f"{ACCOUNT_PREFIX}/IncomingPhoneNumbers.json")
     def list_numbers(account_sid: str) -> Response:
         args = _begin(fake, account_sid, "/IncomingPhoneNumbers.json")
-        wanted = args.get("PhoneNumber")
+        requested = args.get("PhoneNumber")
         numbers = [
             fake.number_resource(number)
             for number, config in sorted(fake.numbers.items())
-            if config["account_sid"] == account_sid and wanted in (None, number)
+            if config["account_sid"] == account_sid and requested in (None, number)
         ]
         return jsonify(_page("incoming_phone_numbers", numbers, args, request.path))
 

@@ -25,7 +25,7 @@ DEFAULT_RING_TIMEOUT_SECONDS = 60
 
 @dataclass
 class Behaviour:
-    """What a phone does with calls and texts; the base class rings out and never replies."""
+    """A phone's handling of calls and texts; the base class rings out and never replies."""
 
     invalid_number = False
 

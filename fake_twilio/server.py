@@ -653,8 +653,8 @@ class FakeTwilio:
 
 
 def _matches(args: MultiDict[str, str], name: str, value: str) -> bool:
-    wanted = args.get(name)
-    return wanted is None or wanted == value
+    expected = args.get(name)
+    return expected is None or expected == value
 
 
 def _time_matches(args: MultiDict[str, str], name: str, at: datetime) -> bool:

@@ -100,7 +100,8 @@ class WebhookSender:
         target = self.delivery_url(signed_url)
         if not is_loopback(target):
             raise WebhookError(
-                f"refused to send a webhook to {target}: only loopback hosts are allowed"
+                f"rejected webhook to {target}: only loopback hosts are allowed; "
+                "set webhook_target to the app's loopback URL"
             )
 
         try:
