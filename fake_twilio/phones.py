@@ -9,7 +9,7 @@ import requests
 
 from fake_twilio.calls import CallRecord, FakeCall
 from fake_twilio.formats import API_VERSION, new_sid
-from fake_twilio.messages import FakeMessage
+from fake_twilio.messages import FakeMessage, count_segments
 
 if TYPE_CHECKING:
     from fake_twilio.scripts import Behaviour
@@ -121,7 +121,7 @@ class Phone:
             ("From", self.number),
             ("MessageSid", sid),
             ("NumMedia", "0"),
-            ("NumSegments", "1"),
+            ("NumSegments", str(count_segments(body))),
             ("SmsMessageSid", sid),
             ("SmsSid", sid),
             ("SmsStatus", "received"),
