@@ -99,6 +99,8 @@ class FakeTwilio:
     signed over the URL the app configured and delivered to the target with the same
     path and query. ``numbers`` configures incoming phone numbers as
     ``{number: {"voice_url": ..., "sms_url": ..., "account_sid": ...}}``.
+    ``parents`` maps a subaccount SID to its parent account SID, whose credentials may
+    then act on the subaccount's resources, as on Twilio.
     """
 
     def __init__(
@@ -108,11 +110,13 @@ class FakeTwilio:
         webhook_target: str | None = None,
         numbers: dict[str, dict[str, str]] | None = None,
         slow_response_seconds: float = DEFAULT_SLOW_RESPONSE_SECONDS,
+        parents: dict[str, str] | None = None,
     ) -> None:
         if not accounts:
             raise ValueError("accounts is empty; pass at least one {account_sid: auth_token}")
         self._now = now.now if hasattr(now, "now") else now
         self.accounts = dict(accounts)
+        self.parents = dict(parents or {})
         self.sender = WebhookSender(webhook_target)
         self.slow_response_seconds = slow_response_seconds
         self.lock = threading.RLock()
@@ -239,9 +243,11 @@ class FakeTwilio:
         return self.accounts[account_sid]
 
     def authenticate(self, username: str | None, password: str | None, account_sid: str) -> None:
-        """Raise TwilioError 20003 unless the credentials are those of ``account_sid``."""
-        token = self.accounts.get(account_sid)
-        if token is None or username != account_sid or password != token:
+        """Raise TwilioError 20003 unless the credentials are those of the account or its parent."""
+        allowed = {account_sid, self.parents.get(account_sid)}
+        if account_sid not in self.accounts or username not in allowed:
+            raise TwilioError(401, 20003, "Authenticate")
+        if password != self.accounts.get(username or ""):
             raise TwilioError(401, 20003, "Authenticate")
 
     @contextmanager

@@ -160,7 +160,14 @@ def running_fake(
             "account_sid": ACCOUNT_SID,
         }
     }
-    fake = FakeTwilio(clock, TOKENS, webhook_app[1], numbers, slow_response_seconds=1.0)
+    fake = FakeTwilio(
+        clock,
+        TOKENS,
+        webhook_app[1],
+        numbers,
+        slow_response_seconds=1.0,
+        parents={SUBACCOUNT_SID: ACCOUNT_SID},
+    )
     server, base_url = start_in_thread(fake)
     yield fake, base_url
     server.shutdown()
@@ -741,3 +748,21 @@ def test_scripted_tapback_reply(
     body = hooks.at("/twilio/sms")[0].field("Body")
     assert body.startswith("Liked \u201cAcme dispatch 4821")
     assert body.endswith("\u201d")
+
+
+def test_parent_credentials_reach_subaccount(
+    fake: FakeTwilio, running_fake: tuple[FakeTwilio, str]
+) -> None:
+    parent = make_twilio_client(ACCOUNT_SID, AUTH_TOKEN, base_url=running_fake[1])
+    subaccount = make_twilio_client(SUBACCOUNT_SID, SUBACCOUNT_TOKEN, base_url=running_fake[1])
+
+    parent_view = parent.api.v2010.accounts(SUBACCOUNT_SID).messages.create(
+        to=TECH, from_=ANSWERING_NUMBER, body="x"
+    )
+
+    assert parent_view.account_sid == SUBACCOUNT_SID
+    with pytest.raises(TwilioRestException) as raised:
+        subaccount.api.v2010.accounts(ACCOUNT_SID).messages.create(
+            to=TECH, from_=ANSWERING_NUMBER, body="x"
+        )
+    assert raised.value.code == 20003
