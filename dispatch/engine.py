@@ -1,0 +1,601 @@
+"""The dispatch state machine: offers, rollover, exhaustion and the final escalation.
+
+Every function runs inside the caller's write transaction and touches only the database. Work
+that needs the network (a call, a text, a rollover timer) is recorded in ``Effects`` and carried
+out by the caller after the commit, so a rolled-back transaction never pages anybody.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dispatch import events, messages
+from dispatch.eligibility import (
+    NOT_SENT_CONFIG,
+    AccountChannelState,
+    members_busy_elsewhere,
+    offered_this_round,
+    skip_reason,
+)
+from dispatch.models import (
+    Account,
+    Channel,
+    ChannelState,
+    Dispatch,
+    DispatchState,
+    Member,
+    Offer,
+    OfferChannel,
+    OfferKind,
+    OfferState,
+    OutboxMessage,
+    OutboxState,
+    PoolState,
+)
+from dispatch.phones import mask
+from dispatch.profile import Profile, Route
+from dispatch.rotation import pick_next
+from dispatch.store import lock_account, profile_cache
+
+logger = logging.getLogger(__name__)
+
+CODE_REUSE_DAYS = 30
+
+
+@dataclass
+class Effects:
+    """Work to hand to the queue once the transaction has committed."""
+
+    send_channels: list[int] = field(default_factory=list)
+    outbox: list[int] = field(default_factory=list)
+    rollovers: list[tuple[int, datetime]] = field(default_factory=list)
+
+    def extend(self, other: Effects) -> None:
+        self.send_channels.extend(other.send_channels)
+        self.outbox.extend(other.outbox)
+        self.rollovers.extend(other.rollovers)
+
+
+@dataclass
+class EngineConfig:
+    operator_desk: str | None = None
+    late_accept_seconds: int = 7200
+    followup_seconds: int = 7200
+    intake_seconds: int = 45
+    max_dispatches_per_caller_per_hour: int = 5
+    max_auto_replies_per_sender_per_hour: int = 5
+
+
+class DispatchEngine:
+    """Applies state changes to dispatches of one account inside one transaction."""
+
+    def __init__(
+        self, session: Session, now: datetime, config: EngineConfig | None = None
+    ) -> None:
+        self.session = session
+        self.now = now
+        self.config = config or EngineConfig()
+        self.effects = Effects()
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def profile_for(self, account: Account) -> Profile:
+        if account.current_version_id is None:
+            raise LookupError(f"account {account.key} has no profile version")
+        return profile_cache.get(self.session, account.current_version_id)
+
+    def account(self, account_id: int) -> Account:
+        account = self.session.get(Account, account_id)
+        if account is None:
+            raise LookupError(f"account id {account_id} not found")
+        return account
+
+    def route_for(self, dispatch: Dispatch, profile: Profile) -> Route | None:
+        for route in profile.routes:
+            if route.key == dispatch.route_key:
+                return route
+        return None
+
+    def escalation_line(self, profile: Profile) -> str | None:
+        return profile.final_escalation_line(self.config.operator_desk or None)
+
+    def lock_dispatch(self, dispatch_id: int) -> Dispatch | None:
+        dispatch = self.session.get(Dispatch, dispatch_id)
+        if dispatch is None:
+            return None
+        lock_account(self.session, dispatch.account_id)
+        self.session.refresh(dispatch, with_for_update=True)
+        return dispatch
+
+    # -- creation -------------------------------------------------------------------------
+
+    def new_code(self, account_id: int) -> str:
+        since = self.now - timedelta(days=CODE_REUSE_DAYS)
+        used = set(
+            self.session.execute(
+                select(Dispatch.code).where(
+                    Dispatch.account_id == account_id, Dispatch.created_at >= since
+                )
+            ).scalars()
+        )
+        for _ in range(50):
+            code = f"{secrets.randbelow(9000) + 1000}"
+            if code not in used:
+                return code
+        raise RuntimeError(f"account {account_id}: no free dispatch code after 50 tries")
+
+    def create_dispatch(
+        self,
+        *,
+        account: Account,
+        source: Channel,
+        source_sid: str,
+        answering_number: str,
+        caller_number: str | None,
+        caller_raw: str | None,
+        caller_withheld: bool,
+        route_key: str | None,
+        reason: str | None = None,
+        menu_choice: str | None = None,
+        state: DispatchState = DispatchState.INTAKE,
+        intake_seconds: int = 45,
+    ) -> Dispatch:
+        lock_account(self.session, account.id)
+        assert account.current_version_id is not None
+        dispatch = Dispatch(
+            account_id=account.id,
+            profile_version_id=account.current_version_id,
+            route_key=route_key,
+            source=source,
+            source_sid=source_sid,
+            answering_number=answering_number,
+            state=state,
+            code=self.new_code(account.id),
+            caller_number=caller_number,
+            caller_raw=caller_raw,
+            caller_withheld=caller_withheld,
+            callback_number=caller_number,
+            menu_choice=menu_choice,
+            reason=reason,
+            created_at=self.now,
+            intake_deadline=self.now + timedelta(seconds=intake_seconds),
+        )
+        self.session.add(dispatch)
+        self.session.flush()
+        events.record(
+            self.session, "dispatch_created", at=self.now, account_id=account.id,
+            dispatch_id=dispatch.id, source=str(source), sid=source_sid,
+            answering_number=answering_number,
+            caller="withheld" if caller_withheld else caller_number,
+            caller_raw=caller_raw, route=route_key, menu_choice=menu_choice,
+            code=dispatch.code,
+        )
+        logger.info(
+            "dispatch %d: created from %s %s caller %s route %s",
+            dispatch.id, source, source_sid, mask(caller_number), route_key,
+        )
+        return dispatch
+
+    # -- offering ------------------------------------------------------------------------
+
+    def begin_offering(self, dispatch: Dispatch) -> None:
+        """Move a dispatch out of intake and make its first offer."""
+        if dispatch.state != DispatchState.INTAKE:
+            logger.info("dispatch %d: already %s, first offer not made again",
+                        dispatch.id, dispatch.state)
+            return
+        profile = self.profile_for(self.account(dispatch.account_id))
+        route = self.route_for(dispatch, profile)
+        if route is None:
+            self.no_one_available(dispatch, "no_route")
+            return
+        dispatch.state = DispatchState.OFFERING
+        dispatch.first_offer_at = self.now
+        dispatch.chain_deadline = self.now + timedelta(minutes=route.max_chain_minutes)
+        events.record(
+            self.session, "offering_started", at=self.now, account_id=dispatch.account_id,
+            dispatch_id=dispatch.id, route=route.key,
+            chain_deadline=dispatch.chain_deadline.isoformat(),
+        )
+        self.advance(dispatch, first=True)
+
+    def advance(self, dispatch: Dispatch, *, first: bool = False) -> None:
+        """Make the next offer of the chain: pool rounds, then backups, then escalation."""
+        if dispatch.state != DispatchState.OFFERING:
+            return
+        account = self.account(dispatch.account_id)
+        profile = self.profile_for(account)
+        route = self.route_for(dispatch, profile)
+        if route is None or route.pool is None:
+            self.no_one_available(dispatch, "no_route")
+            return
+        if dispatch.chain_deadline and self.now >= dispatch.chain_deadline:
+            events.record(
+                self.session, "chain_cap_reached", at=self.now, account_id=account.id,
+                dispatch_id=dispatch.id, cap_minutes=route.max_chain_minutes,
+            )
+            self.exhaust(dispatch, profile)
+            return
+
+        senders = sms_senders(profile)
+        run_state = AccountChannelState.load(self.session, account.id, senders)
+        if self._offer_from_pool(dispatch, account, profile, route, run_state):
+            return
+        if self._offer_backup(dispatch, account, profile, route, run_state):
+            return
+        if first and not dispatch.offers:
+            reason = self._nobody_reason(dispatch, account, profile, route, run_state)
+            self.no_one_available(dispatch, reason)
+            return
+        self.exhaust(dispatch, profile)
+
+    def _members_by_key(self, account_id: int) -> dict[str, Member]:
+        rows = self.session.execute(select(Member).where(Member.account_id == account_id))
+        return {member.key: member for member in rows.scalars()}
+
+    def _pool_state(self, account_id: int, pool_key: str) -> PoolState:
+        state = self.session.execute(
+            select(PoolState)
+            .where(PoolState.account_id == account_id, PoolState.pool_key == pool_key)
+            .with_for_update()
+        ).scalar_one_or_none()
+        if state is None:
+            state = PoolState(account_id=account_id, pool_key=pool_key, offers_made=0,
+                              updated_at=self.now)
+            self.session.add(state)
+            self.session.flush()
+        return state
+
+    def _offer_from_pool(
+        self, dispatch: Dispatch, account: Account, profile: Profile, route: Route,
+        run_state: AccountChannelState,
+    ) -> bool:
+        assert route.pool is not None
+        order = list(profile.pool(route.pool).members)
+        members = self._members_by_key(account.id)
+        busy_ids = members_busy_elsewhere(self.session, account.id, dispatch.id)
+        wanted = [Channel(c) for c in route.channels]
+        pool_state = self._pool_state(account.id, route.pool)
+
+        while True:
+            offered = offered_this_round(dispatch)
+            pick = None
+            for respect_busy in (True, False):
+                reasons = {
+                    key: skip_reason(
+                        member=members.get(key), profile=profile, at=self.now,
+                        reach=run_state.reach(members[key], wanted) if key in members else None,
+                        offered=offered,
+                        busy=respect_busy and members[key].id in busy_ids
+                        if key in members else False,
+                    )
+                    for key in order
+                }
+                pick = pick_next(order, pool_state.last_member_key, pool_state.last_position,
+                                 reasons)
+                if pick is not None:
+                    break
+            if pick is not None:
+                break
+            if offered and dispatch.current_round < route.rounds:
+                dispatch.current_round += 1
+                events.record(
+                    self.session, "round_started", at=self.now, account_id=account.id,
+                    dispatch_id=dispatch.id, round=dispatch.current_round,
+                )
+                continue
+            self._log_skips(dispatch, [(k, r) for k, r in reasons.items() if r])
+            return False
+
+        self._log_skips(dispatch, list(pick.skipped))
+        member = members[pick.member_key]
+        pointer_before = pool_state.last_member_key
+        pool_state.last_member_key = member.key
+        pool_state.last_position = pick.position
+        pool_state.offers_made += 1
+        pool_state.updated_at = self.now
+        reach = run_state.reach(member, wanted)
+        self._create_offer(
+            dispatch, profile, route, kind=OfferKind.POOL, member=member,
+            channels=list(reach.channels), pointer_before=pointer_before,
+        )
+        return True
+
+    def _offer_backup(
+        self, dispatch: Dispatch, account: Account, profile: Profile, route: Route,
+        run_state: AccountChannelState,
+    ) -> bool:
+        members = self._members_by_key(account.id)
+        tried = {o.member_key for o in dispatch.offers
+                 if o.kind == OfferKind.BACKUP and o.close_reason != NOT_SENT_CONFIG}
+        wanted = [Channel(c) for c in route.channels]
+        for key in route.backups:
+            member = members.get(key)
+            reach = run_state.reach(member, wanted) if member else None
+            # Backups are people of last resort before the desk: shifts do not apply to them.
+            reason = skip_reason(member=member, profile=profile, at=self.now, reach=reach,
+                                 offered=tried, busy=False, check_shift=False)
+            if reason is not None:
+                self._log_skips(dispatch, [(key, "backup " + reason)])
+                continue
+            assert member is not None and reach is not None
+            self._create_offer(dispatch, profile, route, kind=OfferKind.BACKUP, member=member,
+                               channels=list(reach.channels), pointer_before=None)
+            return True
+        return False
+
+    def _nobody_reason(
+        self, dispatch: Dispatch, account: Account, profile: Profile, route: Route,
+        run_state: AccountChannelState,
+    ) -> str:
+        assert route.pool is not None
+        order = list(profile.pool(route.pool).members)
+        if not order:
+            return "empty_pool"
+        members = self._members_by_key(account.id)
+        inactive = [k for k in order if k not in members or not members[k].active]
+        if len(inactive) == len(order):
+            return "all_inactive: " + ", ".join(inactive)
+        wanted = [Channel(c) for c in route.channels]
+        reasons = {
+            key: skip_reason(member=members.get(key), profile=profile, at=self.now,
+                             reach=run_state.reach(members[key], wanted) if key in members
+                             else None, offered=set(), busy=False)
+            for key in order
+        }
+        if all(r and ("schedule" in r or "shift" in r) for k, r in reasons.items()
+               if k not in inactive):
+            return "outside_schedule"
+        details = ", ".join(f"{k} ({r})" for k, r in reasons.items() if r)
+        return "nobody_eligible: " + details
+
+    def _log_skips(self, dispatch: Dispatch, skipped: list[tuple[str, str]]) -> None:
+        for key, reason in skipped:
+            events.record(
+                self.session, "member_skipped", at=self.now, account_id=dispatch.account_id,
+                dispatch_id=dispatch.id, member=key, reason=reason,
+            )
+            logger.info("dispatch %d: skipped %s (%s)", dispatch.id, key, reason)
+
+    def _create_offer(
+        self,
+        dispatch: Dispatch,
+        profile: Profile,
+        route: Route,
+        *,
+        kind: OfferKind,
+        member: Member | None,
+        channels: list[Channel],
+        pointer_before: str | None,
+        escalation_number: str | None = None,
+    ) -> Offer:
+        windows = {
+            Channel.VOICE: route.ack_window_voice_seconds,
+            Channel.SMS: route.ack_window_sms_seconds,
+        }
+        window = max(windows[c] for c in channels)
+        offer = Offer(
+            dispatch_id=dispatch.id,
+            account_id=dispatch.account_id,
+            seq=len(dispatch.offers) + 1,
+            kind=kind,
+            round=dispatch.current_round,
+            pool_key=route.pool if kind == OfferKind.POOL else None,
+            member_id=member.id if member else None,
+            member_key=member.key if member else None,
+            member_name=member.name if member else "operator desk",
+            pointer_before=pointer_before,
+            state=OfferState.LIVE,
+            window_seconds=window,
+            created_at=self.now,
+            deadline=self.now + timedelta(seconds=window),
+        )
+        self.session.add(offer)
+        dispatch.offers.append(offer)
+        self.session.flush()
+        for channel in channels:
+            number = escalation_number or (
+                member.voice_number if channel == Channel.VOICE else member.sms_number
+            ) if member or escalation_number else None
+            assert number is not None
+            row = OfferChannel(
+                offer_id=offer.id, account_id=dispatch.account_id, channel=channel,
+                to_number=number, state=ChannelState.PENDING, created_at=self.now,
+                updated_at=self.now,
+                body=self._sms_body(dispatch, profile) if channel == Channel.SMS else None,
+                from_number=sms_from(profile) if channel == Channel.SMS
+                else dispatch.answering_number,
+            )
+            self.session.add(row)
+            offer.channels.append(row)
+        self.session.flush()
+        for row in offer.channels:
+            self.effects.send_channels.append(row.id)
+        self.effects.rollovers.append((offer.id, offer.deadline))
+        events.record(
+            self.session, "offer_made", at=self.now, account_id=dispatch.account_id,
+            dispatch_id=dispatch.id, offer_id=offer.id, actor=offer.member_name,
+            seq=offer.seq, kind=str(kind), round=offer.round, member=offer.member_key,
+            channels=[{"channel": str(c.channel), "to": c.to_number} for c in offer.channels],
+            pointer_before=pointer_before, deadline=offer.deadline.isoformat(),
+            window_seconds=window, profile_version_id=profile_version_id(dispatch),
+        )
+        logger.info(
+            "dispatch %d offer %d: %s to %s by %s, deadline %s",
+            dispatch.id, offer.id, kind, offer.member_key or "desk",
+            "+".join(str(c.channel) for c in offer.channels), offer.deadline.isoformat(),
+        )
+        return offer
+
+    def _sms_body(self, dispatch: Dispatch, profile: Profile) -> str:
+        return messages.sms_offer(
+            account_name=profile.account.name, code=dispatch.code, phi=profile.account.phi,
+            reason=dispatch.reason,
+            callback=messages.callback_phrase(
+                dispatch.callback_number, dispatch.callback_supplied, dispatch.caller_withheld
+            ),
+            answering_number=dispatch.answering_number,
+        )
+
+    # -- ending the chain -----------------------------------------------------------------
+
+    def exhaust(self, dispatch: Dispatch, profile: Profile) -> None:
+        """Stop paging staff; page the final escalation line once; tell a texting caller."""
+        dispatch.state = DispatchState.UNACKNOWLEDGED
+        dispatch.state_reason = "chain_exhausted"
+        line = self.escalation_line(profile)
+        dispatch.escalation_line = line
+        events.record(
+            self.session, "dispatch_unacknowledged", at=self.now,
+            account_id=dispatch.account_id, dispatch_id=dispatch.id,
+            offers=len(dispatch.offers), escalation_line=mask(line) if line else None,
+        )
+        logger.info("dispatch %d: chain exhausted after %d offers", dispatch.id,
+                    len(dispatch.offers))
+        if line is None:
+            self._record_nobody_alerted(dispatch)
+        else:
+            route = self.route_for(dispatch, profile)
+            assert route is not None
+            channels = [Channel(c) for c in route.channels]
+            self._create_offer(dispatch, profile, route, kind=OfferKind.ESCALATION,
+                               member=None, channels=channels, pointer_before=None,
+                               escalation_number=line)
+        if dispatch.source == Channel.SMS and dispatch.caller_number:
+            self.queue_sms(dispatch, to=dispatch.caller_number, purpose="caller_unacknowledged",
+                           body=messages.caller_unacknowledged(profile.account.name),
+                           from_number=dispatch.answering_number)
+
+    def no_one_available(self, dispatch: Dispatch, reason: str) -> None:
+        """Settle a dispatch nobody can take, and alert the final escalation line."""
+        account = self.account(dispatch.account_id)
+        profile = self.profile_for(account)
+        dispatch.state = DispatchState.NO_ONE_AVAILABLE
+        dispatch.state_reason = reason
+        dispatch.settled_at = self.now
+        line = self.escalation_line(profile)
+        dispatch.escalation_line = line
+        events.record(
+            self.session, "no_one_available", at=self.now, account_id=account.id,
+            dispatch_id=dispatch.id, reason=reason,
+        )
+        logger.info("dispatch %d: no one available (%s)", dispatch.id, reason)
+        if line is None:
+            self._record_nobody_alerted(dispatch)
+        else:
+            self.queue_sms(
+                dispatch, to=line, purpose="desk_alert", from_number=sms_from(profile),
+                body=messages.desk_alert(profile.account.name, dispatch.code,
+                                         f"nobody available ({reason})"),
+            )
+        if dispatch.source == Channel.SMS and dispatch.caller_number:
+            self.queue_sms(dispatch, to=dispatch.caller_number, purpose="caller_no_one",
+                           body=messages.caller_no_one(profile.account.name),
+                           from_number=dispatch.answering_number)
+
+    def _record_nobody_alerted(self, dispatch: Dispatch) -> None:
+        events.record(
+            self.session, "no_escalation_line", at=self.now, account_id=dispatch.account_id,
+            dispatch_id=dispatch.id,
+            detail="no final escalation line is configured, so nobody could be alerted",
+        )
+        logger.warning("dispatch %d: no final escalation line configured; nobody alerted",
+                       dispatch.id)
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    def queue_sms(
+        self, dispatch: Dispatch | None, *, to: str, body: str, purpose: str,
+        from_number: str | None, dedup_key: str | None = None, account_id: int | None = None,
+        offer_id: int | None = None,
+    ) -> OutboxMessage | None:
+        """Queue a text for after the commit; a repeated ``dedup_key`` queues nothing."""
+        key = dedup_key or f"{purpose}:{dispatch.id if dispatch else 'none'}:{to}"
+        existing = self.session.execute(
+            select(OutboxMessage).where(OutboxMessage.dedup_key == key)
+        ).scalar_one_or_none()
+        if existing is not None:
+            return None
+        row = OutboxMessage(
+            account_id=dispatch.account_id if dispatch else account_id,
+            dispatch_id=dispatch.id if dispatch else None,
+            offer_id=offer_id, kind="sms", purpose=purpose, to_number=to,
+            from_number=from_number, body=body, dedup_key=key, state=OutboxState.PENDING,
+            payload={}, created_at=self.now,
+        )
+        self.session.add(row)
+        self.session.flush()
+        self.effects.outbox.append(row.id)
+        return row
+
+    def queue_call_alert(
+        self, dispatch: Dispatch, *, to: str, text: str, purpose: str
+    ) -> OutboxMessage | None:
+        """Queue an alert call that reads ``text`` to the desk, once per dispatch and purpose."""
+        key = f"{purpose}:{dispatch.id}:{to}"
+        existing = self.session.execute(
+            select(OutboxMessage).where(OutboxMessage.dedup_key == key)
+        ).scalar_one_or_none()
+        if existing is not None:
+            return None
+        row = OutboxMessage(
+            account_id=dispatch.account_id, dispatch_id=dispatch.id, kind="call",
+            purpose=purpose, to_number=to, from_number=dispatch.answering_number, body=text,
+            dedup_key=key, state=OutboxState.PENDING, payload={}, created_at=self.now,
+        )
+        self.session.add(row)
+        self.session.flush()
+        self.effects.outbox.append(row.id)
+        return row
+
+    def queue_call_update(
+        self, channel: OfferChannel, *, purpose: str, status: str | None = None,
+        twiml: str | None = None,
+    ) -> None:
+        key = f"{purpose}:{channel.id}"
+        existing = self.session.execute(
+            select(OutboxMessage).where(OutboxMessage.dedup_key == key)
+        ).scalar_one_or_none()
+        if existing is not None:
+            return
+        row = OutboxMessage(
+            account_id=channel.account_id, offer_id=channel.offer_id, kind="call_update",
+            purpose=purpose, target_sid=channel.provider_sid, to_number=channel.to_number,
+            payload={"status": status, "twiml": twiml, "channel_id": channel.id},
+            dedup_key=key, state=OutboxState.PENDING, created_at=self.now,
+            dispatch_id=channel.offer.dispatch_id,
+        )
+        self.session.add(row)
+        self.session.flush()
+        self.effects.outbox.append(row.id)
+
+
+def sms_from(profile: Profile) -> str:
+    """Return the Messaging Service SID or number that account texts go out from."""
+    twilio = profile.account.twilio
+    if twilio and twilio.messaging_service_sid:
+        return twilio.messaging_service_sid
+    if twilio and twilio.sms_from:
+        return twilio.sms_from
+    return profile.account.answering_numbers[0]
+
+
+def sms_senders(profile: Profile) -> list[str]:
+    """Every sender an opt-out of this account's texts may be recorded against."""
+    senders = list(profile.account.answering_numbers)
+    twilio = profile.account.twilio
+    if twilio and twilio.messaging_service_sid:
+        senders.append(twilio.messaging_service_sid)
+    if twilio and twilio.sms_from:
+        senders.append(twilio.sms_from)
+    return senders
+
+
+def profile_version_id(dispatch: Dispatch) -> int:
+    return dispatch.profile_version_id

@@ -1,0 +1,93 @@
+"""Flask CLI commands for the background side: worker, reconciler, database upgrade."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+import click
+from flask import Flask, current_app
+from rq import Worker
+from rq.serializers import JSONSerializer
+
+from dispatch import migrate
+from jobs.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+RESTART_DELAY_SECONDS = 2.0
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(worker_command)
+    app.cli.add_command(rq_worker_command)
+    app.cli.add_command(reconciler_command)
+    app.cli.add_command(db_group)
+
+
+@click.group("db", help="Database schema commands.")
+def db_group() -> None:
+    pass
+
+
+@db_group.command("upgrade", help="Apply the Alembic migrations to DATABASE_URL.")
+def db_upgrade() -> None:
+    runtime: Runtime = current_app.extensions["rrd"]
+    migrate.upgrade(runtime.settings.DATABASE_URL)
+    click.echo(f"database at {runtime.db.engine.url.render_as_string(hide_password=True)} "
+               "is up to date")
+
+
+@click.command("rq-worker", help="Run one RQ worker with its scheduler (no reconciler).")
+@click.option("--burst", is_flag=True, help="Exit once the queue is empty.")
+def rq_worker_command(burst: bool) -> None:
+    runtime: Runtime = current_app.extensions["rrd"]
+    worker = Worker([runtime.queue], connection=runtime.redis, serializer=JSONSerializer)
+    worker.work(with_scheduler=True, burst=burst, logging_level="INFO")
+
+
+@click.command("reconciler", help="Run the reconciler loop (rollovers, stalled sends).")
+@click.option("--interval", type=float, default=None, help="Seconds between ticks (default 2).")
+def reconciler_command(interval: float | None) -> None:
+    from jobs.reconciler import run_forever
+
+    run_forever(interval)
+
+
+@click.command("worker", help="Run the RQ worker and the reconciler, restarting either if it dies.")
+def worker_command() -> None:
+    children = {
+        "rq-worker": [sys.executable, "-m", "flask", "--app", "app", "rq-worker"],
+        "reconciler": [sys.executable, "-m", "flask", "--app", "app", "reconciler"],
+    }
+    running: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        for name, argv in children.items():
+            process = running.get(name)
+            if process is None or process.poll() is not None:
+                if process is not None:
+                    logger.warning("worker: %s exited with %s; restarting", name,
+                                   process.returncode)
+                running[name] = subprocess.Popen(argv)
+                logger.info("worker: started %s, pid %d", name, running[name].pid)
+        time.sleep(RESTART_DELAY_SECONDS)
+    for name, process in running.items():
+        process.terminate()
+    for name, process in running.items():
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        logger.info("worker: %s stopped", name)
