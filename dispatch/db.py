@@ -94,7 +94,8 @@ class Database:
         try:
             yield session
         finally:
-            session.rollback()
+            # close() ends the transaction without expiring loaded objects, so callers may
+            # keep reading what they loaded after the block.
             session.close()
 
     def dispose(self) -> None:

@@ -46,6 +46,7 @@ def event_hash(prev_hash: str, event: Event) -> str:
 def record(
     session: Session,
     kind: str,
+    /,
     *,
     at: datetime,
     account_id: int | None,

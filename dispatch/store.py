@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -196,16 +198,23 @@ def lock_account(session: Session, account_id: int) -> None:
 
 
 class ProfileCache:
-    """Parsed profiles by version id; versions never change, so entries never go stale."""
+    """Parsed profiles by version id, per database engine.
+
+    Versions never change, so entries never go stale; keying by engine keeps two databases
+    (a test's fresh one, a benchmark's) from sharing ids.
+    """
 
     def __init__(self, max_entries: int = 256) -> None:
-        self._profiles: dict[int, Profile] = {}
+        self._profiles: weakref.WeakKeyDictionary[Any, dict[int, Profile]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
         self._max = max_entries
 
     def get(self, session: Session, version_id: int) -> Profile:
+        engine = session.get_bind()
         with self._lock:
-            cached = self._profiles.get(version_id)
+            cached = self._profiles.get(engine, {}).get(version_id)
         if cached is not None:
             return cached
         row = session.get(ProfileVersion, version_id)
@@ -213,9 +222,10 @@ class ProfileCache:
             raise LookupError(f"profile version id {version_id} not found")
         profile = load_profile(row.document).profile
         with self._lock:
-            if len(self._profiles) >= self._max:
-                self._profiles.pop(next(iter(self._profiles)))
-            self._profiles[version_id] = profile
+            entries = self._profiles.setdefault(engine, {})
+            if len(entries) >= self._max:
+                entries.pop(next(iter(entries)))
+            entries[version_id] = profile
         return profile
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -169,9 +170,11 @@ def _act_in_transaction(
 def _claim(session: Session, key: str, receipt_id: int) -> Claim | None:
     """Insert the claim key; return the existing claim when another delivery holds it."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(Claim).values(key=key, receipt_id=receipt_id).on_conflict_do_nothing()
-    result = session.execute(statement)
-    if result.rowcount == 1:  # type: ignore[attr-defined]
+    statement = (
+        insert(Claim).values(key=key, receipt_id=receipt_id, created_at=datetime.now(UTC))
+        .on_conflict_do_nothing().returning(Claim.key)
+    )
+    if session.execute(statement).scalar_one_or_none() is not None:
         return None
     return session.get(Claim, key)
 
