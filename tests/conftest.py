@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -37,8 +38,9 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
+_redis_target = urlsplit(REDIS_URL)
 PG_UP = _reachable("127.0.0.1", 5432)
-REDIS_UP = _reachable("127.0.0.1", 6379)
+REDIS_UP = _reachable(_redis_target.hostname or "127.0.0.1", _redis_target.port or 6379)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
