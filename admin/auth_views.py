@@ -23,7 +23,10 @@ from admin.web import (
 
 logger = logging.getLogger(__name__)
 
-bp = Blueprint("admin_auth", __name__, url_prefix="/admin")
+bp = Blueprint(
+    "admin_auth", __name__, url_prefix="/admin", static_folder="static",
+    static_url_path="/static", template_folder="templates",
+)
 
 
 def limiter() -> LoginLimiter:
