@@ -11,7 +11,6 @@ from datetime import timedelta
 import pytest
 import redis
 from flask import Flask
-from flask.testing import FlaskClient
 
 from dispatch.clock import FixedClock
 from dispatch.db import Database

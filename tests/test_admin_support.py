@@ -124,7 +124,8 @@ def seed_acknowledged(
         dispatch_id, first_id = dispatch.id, first.id
         voice_sid = next(r.provider_sid for r in first.channels if r.channel == Channel.VOICE)
         session.add(Receipt(
-            received_at=at + timedelta(seconds=5), route="/twilio/status/call", account_id=account.id,
+            received_at=at + timedelta(seconds=5), route="/twilio/status/call",
+            account_id=account.id,
             provider_sid=voice_sid, form={"CallStatus": "busy", "SequenceNumber": "2",
                                           "CallSid": voice_sid},
             signature_ok=True, outcome="applied", dispatch_id=dispatch_id,
@@ -133,20 +134,19 @@ def seed_acknowledged(
     later = at + timedelta(seconds=5)
     with database.write("seed busy") as session:
         engine = DispatchEngine(session, later, config)
-        dispatch = session.get(Dispatch, dispatch_id)
-        assert dispatch is not None
-        for row in dispatch.offers[0].channels:
+        busy = session.get(Dispatch, dispatch_id)
+        assert busy is not None
+        for row in busy.offers[0].channels:
             end_channel(engine, row, ChannelState.BUSY if row.channel == Channel.VOICE
                         else ChannelState.FAILED, None if row.channel == Channel.VOICE else 30003)
-        second = dispatch.offers[-1]
-        second_id = second.id
+        second_id = busy.offers[-1].id
 
     accepted_at = at + timedelta(seconds=40)
     with database.write("seed accept") as session:
         engine = DispatchEngine(session, accepted_at, config)
-        dispatch = session.get(Dispatch, dispatch_id)
-        assert dispatch is not None
-        offer = dispatch.offers[-1]
+        placed = session.get(Dispatch, dispatch_id)
+        assert placed is not None
+        offer = placed.offers[-1]
         voice = next(r for r in offer.channels if r.channel == Channel.VOICE)
         voice.provider_sid = "CA" + uuid.uuid4().hex
         session.add(Receipt(
@@ -154,5 +154,5 @@ def seed_acknowledged(
             provider_sid=voice.provider_sid, form={"Digits": "1", "CallSid": voice.provider_sid},
             signature_ok=True, outcome="applied", dispatch_id=dispatch_id,
         ))
-        accept(engine, dispatch, offer, voice, via="voice")
+        accept(engine, placed, offer, voice, via="voice")
     return Seeded(dispatch_id, first_id, second_id)
