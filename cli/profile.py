@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -116,9 +117,8 @@ def _utc_text(at: datetime) -> str:
 # flask profile import | export | history
 
 
-@click.group("profile", help="Import, export, list and check account profiles (runbooks).")
-def profile_cli() -> None:
-    pass
+# AppGroup runs each command inside the app context, also under FlaskCliRunner.
+profile_cli = AppGroup("profile", help="Import, export, list and check account profiles.")
 
 
 @profile_cli.command("import")
@@ -291,6 +291,7 @@ def _print_findings(account: str, version: int, days: int, messages: list[str]) 
 @click.option("--menu", help="Keypad digit the caller pressed (calls only).")
 @click.option("--channel", type=click.Choice(["voice", "sms"]), default="voice",
               show_default=True, help="A call (voice) or a text (sms).")
+@with_appcontext
 @_database_errors_as_messages
 def simulate_command(
     account: str, at_text: str | None, number: str | None, menu: str | None, channel: str

@@ -179,7 +179,10 @@ def _run_pool_rounds(
                 round_number += 1
                 offered = set()
                 continue
-            chain.pending_skips.extend((key, reason) for key, reason in reasons.items() if reason)
+            # Members already offered in the last round are left out: that is why it ended.
+            chain.pending_skips.extend(
+                (key, reason) for key, reason in reasons.items() if reason and key not in offered
+            )
             return
 
         chain.pending_skips.extend(pick.skipped)
