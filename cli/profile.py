@@ -261,7 +261,7 @@ def check_command(ctx: click.Context, account: str, days: int, as_json: bool) ->
             "days": days,
             "ok": not findings,
             "problems": [finding.as_dict() for finding in findings],
-        }, indent=2))
+        }, indent=2, ensure_ascii=False))
     else:
         _print_findings(account, version.version, days, [f.message for f in findings])
     ctx.exit(1 if findings else 0)

@@ -243,7 +243,8 @@ def _unpooled_member_findings(profile: Profile) -> list[Finding]:
             continue
         backup_on = [route.key for route in profile.routes if member.key in route.backups]
         if backup_on:
-            detail = f"so is paged only as a backup on route {', '.join(backup_on)}"
+            noun = "route" if len(backup_on) == 1 else "routes"
+            detail = f"so is paged only as a backup on {noun} {', '.join(backup_on)}"
         else:
             detail = "and is no route's backup, so is never paged"
         findings.append(Finding(MEMBER_IN_NO_POOL, member.key,

@@ -137,8 +137,8 @@ def simulate_chain(
 ) -> list[SimulatedStep]:
     """Return every step a dispatch on a page route would take at ``at`` if nobody accepted.
 
-    ``pointer_key`` and ``pointer_position`` are the pool's stored pointer. ``busy`` holds the
-    keys of members with a live offer of another dispatch. ``operator_desk`` is the
+    ``pointer_key`` and ``pointer_position`` are the pool's stored pointer. ``busy`` contains
+    the keys of members with a live offer of another dispatch. ``operator_desk`` is the
     service-wide final escalation line. The last step is always the final escalation, or
     ``nobody`` when the chain makes no offer at all. Raises ValueError for a route that pages
     no pool.

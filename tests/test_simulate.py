@@ -90,7 +90,7 @@ def test_no_pointer_starts_at_top() -> None:
 
 
 def test_reordered_pool_keeps_pointer() -> None:
-    # b was offered last at position 1; in the new order b stands at position 2.
+    # b was offered last at position 1; in the new order b is at position 2.
     steps = chain(profile_of(pool=["c", "a", "b", "d"], route={"rounds": 1}), pointer=("b", 1))
     assert [s.member_key for s in steps[:-1]] == ["d", "c", "a", "b"]
 
