@@ -32,7 +32,7 @@ class MemberFigures:
 
 @dataclass(frozen=True)
 class PeriodFigures:
-    """What happened to one account's dispatches in the ``days`` before ``until``."""
+    """Figures of one account's dispatches created in the ``days`` before ``until``."""
 
     days: int
     dispatches: int
@@ -91,7 +91,7 @@ def period_figures(session: Session, account: Account, until: datetime, days: in
 def _rollovers_per_dispatch(
     session: Session, account_id: int, since: datetime, until: datetime
 ) -> float | None:
-    """Every offer to staff after a dispatch's first one followed a rollover."""
+    """Return rollovers per dispatch, counting each offer to staff after a dispatch's first."""
     offers, dispatches = session.execute(
         select(func.count(Offer.id), func.count(distinct(Offer.dispatch_id)))
         .join(Dispatch, Dispatch.id == Offer.dispatch_id)

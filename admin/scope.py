@@ -39,7 +39,7 @@ class Principal:
         return self.account_id is None
 
     def can(self, role: str) -> bool:
-        """Return whether this principal holds ``role`` or a higher one for its accounts."""
+        """Return whether this principal has ``role`` or a higher one for its accounts."""
         if self.is_service:
             return True
         return ROLES.index(self.role) >= ROLES.index(role)

@@ -1,9 +1,9 @@
 """Time the admin dispatch list over 100,000 dispatches on PostgreSQL.
 
 Creates a scratch database on the local server (``RRD_BENCH_PG_DSN``, default
-``postgresql://postgres@127.0.0.1:5432/test``), migrates it, bulk-inserts the dispatches of two
-accounts spread over 90 days, then requests list pages of 50 rows through the Flask test client
-(no network) and prints the median and 95th percentile per case. The scratch database is
+``postgresql://postgres@127.0.0.1:5432/test``) and migrates it. Bulk-inserts the dispatches of
+two accounts spread over 90 days. Then requests list pages of 50 rows through the Flask test
+client (no network) and prints the median and 95th percentile per case. The scratch database is
 dropped at the end. Needs Redis on 127.0.0.1:6379 for the login rate limit.
 
     .venv/bin/python bench/bench_admin_list.py [--rows 100000] [--repeat 30]
