@@ -22,6 +22,8 @@ KEY_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 CURSOR_PATTERN = re.compile(r"(\d{1,19})\.(\d{1,10})")
 WITHHELD = "withheld"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MIN_YEAR = 1970
+MAX_YEAR = 9998
 
 
 class FilterError(ValueError):
@@ -134,9 +136,13 @@ def _date(args: Mapping[str, str], name: str) -> date | None:
     if text is None:
         return None
     try:
-        return date.fromisoformat(text)
+        value = date.fromisoformat(text)
     except ValueError:
         raise FilterError(name, f"{text[:40]!r} is not a date; use YYYY-MM-DD") from None
+    # Day bounds are shifted by a day and a time zone, which overflows at the ends of the calendar.
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise FilterError(name, f"{text} is out of range; use a year from {MIN_YEAR} to {MAX_YEAR}")
+    return value
 
 
 def _status(args: Mapping[str, str]) -> DispatchState | None:

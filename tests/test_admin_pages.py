@@ -121,6 +121,9 @@ def test_list_shows_own_account(app: Flask, seeded: dict[str, int]) -> None:
     [
         ("from=2025-13-01", "from"),
         ("to=yesterday", "to"),
+        ("to=9999-12-31", "to"),
+        ("from=0001-01-01", "from"),
+        ("cursor=99999999999999999999.1", "cursor"),
         ("status=done", "status"),
         ("caller=12", "caller"),
         ("limit=0", "limit"),
