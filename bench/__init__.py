@@ -1,0 +1,1 @@
+"""Benchmarks of the webhook path, run on loopback against PostgreSQL and Redis."""
