@@ -412,7 +412,8 @@ class DispatchEngine:
                 from_number=sms_from(profile) if channel == Channel.SMS
                 else dispatch.answering_number,
             )
-            self.session.add(row)
+            # Appending cascades the row into the session. Adding it first would let the
+            # collection's lazy load autoflush it, and the append would then list it twice.
             offer.channels.append(row)
         self.session.flush()
         for row in offer.channels:
