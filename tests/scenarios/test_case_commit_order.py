@@ -42,6 +42,7 @@ def test_callback_before_sid_stored(harness: Harness, monkeypatch: pytest.Monkey
             row = session.get(OfferChannel, request.channel_id)
             seen["state_before_rest"] = row.state if row else None
         outcome = original(runtime, request)
+        assert outcome.sid is not None
         path = f"/twilio/status/call/{request.channel_id}"
         seen["callback"] = send_webhook(harness, path,
                                         _call_status_form(outcome.sid, "initiated", 0))

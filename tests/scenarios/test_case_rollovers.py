@@ -36,7 +36,7 @@ def _release_scheduled_jobs(harness: Harness) -> list[str]:
         job = Job.fetch(job_id, connection=harness.redis, serializer=JSONSerializer)
         registry.remove(job)
         queue.enqueue_job(job)
-        moved.append(job.func_name)
+        moved.append(job.func_name or "")
     return moved
 
 
