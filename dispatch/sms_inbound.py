@@ -148,6 +148,12 @@ def _handle_member_reply(
 ) -> SmsOutcome:
     member_ids = [m.id for m in members]
     names = ", ".join(m.key for m in members)
+    # The dispatch log keeps every staff reply as received, normalised and classified, so an
+    # admin can see why a text did or did not count as an accept.
+    events.record(engine.session, "reply_received", at=engine.now, account_id=account.id,
+                  sid=sms.sid, member=names, body=sms.body, normalized=reply.normalized,
+                  classification=str(reply.kind), code=reply.code, to=sms.to,
+                  messaging_service_sid=sms.messaging_service_sid)
     if reply.kind == ReplyKind.CODE_ONLY and reply.code:
         _member_reply(engine, account, profile, sender, sms, messages.sms_code_only(reply.code))
         return SmsOutcome("code_only")
