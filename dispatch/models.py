@@ -248,6 +248,7 @@ class Dispatch(Base):
         UniqueConstraint("account_id", "source_sid"),
         Index("ix_dispatches_account_created", "account_id", "created_at"),
         Index("ix_dispatches_caller", "account_id", "caller_number"),
+        Index("ix_dispatches_created_id", "created_at", "id"),
     )
 
     id: Mapped[intpk]

@@ -31,6 +31,8 @@ class Settings:
     CLOCK: str = "system"
     CLOCK_KEY: str = "rrd:clock"
     REST_TIMEOUT_SECONDS: float = 10.0
+    # Outbound calls started per second per Twilio account (Twilio's default limit is 1).
+    CALLS_PER_SECOND: int = 1
     SENDING_LEASE_SECONDS: int = 15
     RECONCILE_INTERVAL_SECONDS: float = 2.0
     INTAKE_SECONDS: int = 45

@@ -11,6 +11,7 @@ from types import FrameType
 
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
 from rq import Worker
 from rq.serializers import JSONSerializer
 
@@ -29,9 +30,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(db_group)
 
 
-@click.group("db", help="Database schema commands.")
-def db_group() -> None:
-    pass
+db_group = AppGroup("db", help="Database schema commands.")
 
 
 @db_group.command("upgrade", help="Apply the Alembic migrations to DATABASE_URL.")
@@ -43,6 +42,7 @@ def db_upgrade() -> None:
 
 
 @click.command("rq-worker", help="Run one RQ worker with its scheduler (no reconciler).")
+@with_appcontext
 @click.option("--burst", is_flag=True, help="Exit once the queue is empty.")
 def rq_worker_command(burst: bool) -> None:
     runtime: Runtime = current_app.extensions["rrd"]
@@ -51,6 +51,7 @@ def rq_worker_command(burst: bool) -> None:
 
 
 @click.command("reconciler", help="Run the reconciler loop (rollovers, stalled sends).")
+@with_appcontext
 @click.option("--interval", type=float, default=None, help="Seconds between ticks (default 2).")
 def reconciler_command(interval: float | None) -> None:
     from jobs.reconciler import run_forever

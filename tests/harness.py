@@ -91,6 +91,17 @@ def profile_yaml(**changes: Any) -> str:
     return yaml.safe_dump(document, sort_keys=False)
 
 
+class BurstWorker(SimpleWorker):
+    """A SimpleWorker without the command pub/sub channel, which tests never use; stopping its
+    listener thread can block for a minute on some Redis client versions."""
+
+    def subscribe(self) -> None:
+        return None
+
+    def unsubscribe(self) -> None:
+        return None
+
+
 class Harness:
     def __init__(self, db_url: str, redis_client: redis.Redis, prefix: str,
                  *, desk: str | None = DESK, start: datetime | None = None,
@@ -124,13 +135,15 @@ class Harness:
             "PUBLIC_BASE_URL": PUBLIC_BASE,
             "OPERATOR_DESK_NUMBER": desk or "",
             "SECRET_KEY": "s" * 32,
+            "CALLS_PER_SECOND": 1000,
             **(extra_settings or {}),
         }
         self.app = create_app(settings)
         self.runtime: Runtime = self.app.extensions["rrd"]
         self._server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.app_url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True)
         self._thread.start()
         self.fake.sender.webhook_target = self.app_url
 
@@ -171,7 +184,7 @@ class Harness:
             self.fake.run_pending()
             if self.runtime.queue.count == 0:
                 break
-            worker = SimpleWorker([self.runtime.queue], connection=self.redis,
+            worker = BurstWorker([self.runtime.queue], connection=self.redis,
                                   serializer=JSONSerializer)
             worker.work(burst=True, with_scheduler=False)
         self.fake.run_pending()
