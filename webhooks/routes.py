@@ -196,6 +196,18 @@ def _channel_account(delivery: Delivery, channel_id: int) -> OfferChannel | None
         return None
     delivery.receipt.account_id = row.account_id
     delivery.receipt.dispatch_id = row.offer.dispatch_id
+    account = delivery.session.get(Account, row.account_id)
+    expected_sid = (account.twilio_account_sid if account else None) or \
+        runtime().settings.TWILIO_ACCOUNT_SID
+    if delivery.field("AccountSid") and delivery.field("AccountSid") != expected_sid:
+        # A callback signed by another Twilio account never touches this account's rows.
+        delivery.receipt.outcome = "account_mismatch"
+        events.record(delivery.session, "account_mismatch", at=delivery.engine.now,
+                      account_id=None, route=delivery.receipt.route, channel_id=channel_id,
+                      sid=delivery.receipt.provider_sid)
+        logger.warning("%s: callback for channel %d from another Twilio account; ignored",
+                       delivery.receipt.route, channel_id)
+        return None
     lock_account(delivery.session, row.account_id)
     if row.provider_sid is None and delivery.receipt.provider_sid:
         row.provider_sid = delivery.receipt.provider_sid
