@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -18,7 +19,7 @@ LANDLINE = "+15005550009"  # fake_twilio: 21614 on message create
 LANDLINE_BY_CALLBACK = "+15005550109"  # fake_twilio: undelivered 30006 one second after create
 RINGS = "+13125550103"
 
-BAD_ROSTER = [
+BAD_ROSTER: list[dict[str, Any]] = [
     {"key": "a", "name": "Alice", "phones": {"voice": INVALID_FOR_CALLS}},
     {"key": "b", "name": "Bob", "phones": {"sms": LANDLINE}},
     {"key": "c", "name": "Carol", "phones": {"voice": RINGS}},
@@ -33,7 +34,7 @@ def _flags(harness: Harness) -> list[tuple[str, str]]:
     return [(e.detail["number"], e.detail["channel"]) for e in harness.events("number_flagged")]
 
 
-def _start(harness: Harness, roster: list[dict[str, object]]) -> None:
+def _start(harness: Harness, roster: list[dict[str, Any]]) -> None:
     harness.load_profile(members=roster, pools=FOUR, route=BOTH)
     harness.set_pointer("techs", "d", 3)
     harness.customer_texts("No water")
@@ -63,6 +64,7 @@ def test_bad_numbers_roll_over(harness: Harness, ending: str, state: ChannelStat
     assert a.send_attempts == 1
     assert b.send_attempts == 1
     assert offers[1].created_at == offers[0].created_at
+    assert dispatch.acknowledged_at is not None
     assert (dispatch.acknowledged_at - offers[3].created_at).total_seconds() == 20
     assert _flags(harness) == [(INVALID_FOR_CALLS, "voice"), (LANDLINE, "sms")]
 
