@@ -22,7 +22,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if not settings.SECRET_KEY and not settings.TESTING:
         raise ConfigurationError(
             "SECRET_KEY is not set: admin sessions cannot be signed. Set SECRET_KEY to a long "
-            "random string, e.g. the output of: python -c 'import secrets; print(secrets.token_hex(32))'"
+            "random string, for example the output of:\n"
+            "  python -c 'import secrets; print(secrets.token_hex(32))'"
         )
     _configure_logging(settings)
 

@@ -71,7 +71,7 @@ class RedisClock:
         raw = self._redis.get(self._key)
         state = json.loads(raw) if raw else {"offset": 0.0}
         if "frozen" in state:
-            at = datetime.fromisoformat(state["frozen"]) + timedelta(seconds=seconds)
+            at = datetime.fromisoformat(str(state["frozen"])) + timedelta(seconds=seconds)
             self.freeze(at)
             return at.astimezone(UTC)
         state["offset"] = float(state.get("offset", 0.0)) + seconds
@@ -85,5 +85,7 @@ class RedisClock:
 def ensure_utc(at: datetime) -> datetime:
     """Return ``at`` in UTC; a naive datetime is rejected because its zone is a guess."""
     if at.tzinfo is None:
-        raise ValueError(f"naive datetime {at.isoformat()} has no time zone; pass an aware UTC datetime")
+        raise ValueError(
+            f"naive datetime {at.isoformat()} has no time zone; pass an aware UTC datetime"
+        )
     return at.astimezone(UTC)

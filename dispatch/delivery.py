@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from dispatch import events, messages
+from dispatch.eligibility import NOT_SENT_CONFIG
 from dispatch.engine import DispatchEngine, sms_from
 from dispatch.models import (
     Channel,
@@ -24,7 +25,6 @@ from dispatch.models import (
     OptOut,
     PoolState,
 )
-from dispatch.eligibility import NOT_SENT_CONFIG
 from dispatch.outcomes import (
     _after_offer_closed,
     end_channel,
@@ -41,8 +41,16 @@ MAX_TRANSIENT_RETRIES = 4
 # Ordering of message statuses; message callbacks carry no sequence number, so a status
 # never replaces one of a higher rank.
 MESSAGE_STATUS_RANK = {
-    "accepted": 0, "scheduled": 0, "queued": 1, "sending": 2, "sent": 3, "delivered": 4,
-    "read": 5, "undelivered": 6, "failed": 6, "canceled": 6,
+    "accepted": 0,
+    "scheduled": 0,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "read": 5,
+    "undelivered": 6,
+    "failed": 6,
+    "canceled": 6,
 }
 
 CALL_STATUS_TO_STATE = {
@@ -63,9 +71,16 @@ def record_sent(engine: DispatchEngine, row: OfferChannel, sid: str) -> None:
     row.updated_at = engine.now
     offer = row.offer
     events.record(
-        engine.session, "channel_sent", at=engine.now, account_id=row.account_id,
-        dispatch_id=offer.dispatch_id, offer_id=offer.id, actor=offer.member_name,
-        channel=str(row.channel), sid=sid, to=row.to_number,
+        engine.session,
+        "channel_sent",
+        at=engine.now,
+        account_id=row.account_id,
+        dispatch_id=offer.dispatch_id,
+        offer_id=offer.id,
+        actor=offer.member_name,
+        channel=str(row.channel),
+        sid=sid,
+        to=row.to_number,
     )
     if row.state == ChannelState.STOOD_DOWN:
         # Stood down while the request was in flight: undo what just went out.
@@ -83,20 +98,39 @@ def _as_sent(row: OfferChannel) -> OfferChannel:
 
 
 def record_send_error(
-    engine: DispatchEngine, row: OfferChannel, kind: ErrorKind, code: int | None,
+    engine: DispatchEngine,
+    row: OfferChannel,
+    kind: ErrorKind,
+    code: int | None,
     detail: str,
 ) -> bool:
     """Apply a failed send. Returns True when the job should try again after a pause."""
     offer = row.offer
     row.lease_until = None
     events.record(
-        engine.session, "send_failed", at=engine.now, account_id=row.account_id,
-        dispatch_id=offer.dispatch_id, offer_id=offer.id, actor=offer.member_name,
-        channel=str(row.channel), kind=str(kind), error_code=code,
-        meaning=describe_error(code), detail=detail, attempt=row.send_attempts,
+        engine.session,
+        "send_failed",
+        at=engine.now,
+        account_id=row.account_id,
+        dispatch_id=offer.dispatch_id,
+        offer_id=offer.id,
+        actor=offer.member_name,
+        channel=str(row.channel),
+        kind=str(kind),
+        error_code=code,
+        meaning=describe_error(code),
+        detail=detail,
+        attempt=row.send_attempts,
     )
-    logger.warning("dispatch %d offer %d: %s send to %s failed: %s (%s)", offer.dispatch_id,
-                   offer.id, row.channel, mask(row.to_number), kind, code)
+    logger.warning(
+        "dispatch %d offer %d: %s send to %s failed: %s (%s)",
+        offer.dispatch_id,
+        offer.id,
+        row.channel,
+        mask(row.to_number),
+        kind,
+        code,
+    )
     if row.state == ChannelState.STOOD_DOWN:
         return False
     if kind == ErrorKind.TRANSIENT_REST:
@@ -113,47 +147,79 @@ def record_send_error(
         pause_channel(engine, row, code)
         return False
     if kind == ErrorKind.OPT_OUT:
-        record_opt_out(engine, row.to_number, row.from_number or "", account_id=row.account_id,
-                       dispatch_id=offer.dispatch_id, source=f"error {code}")
+        record_opt_out(
+            engine,
+            row.to_number,
+            row.from_number or "",
+            account_id=row.account_id,
+            dispatch_id=offer.dispatch_id,
+            source=f"error {code}",
+        )
         end_channel(engine, row, ChannelState.FAILED, code)
         return False
     if kind in (ErrorKind.NUMBER, ErrorKind.CHANNEL):
         flag_channel = Channel.SMS if kind == ErrorKind.CHANNEL else row.channel
-        flag_number(engine, row.account_id, row.to_number, flag_channel, code,
-                    dispatch_id=offer.dispatch_id)
+        flag_number(
+            engine, row.account_id, row.to_number, flag_channel, code, dispatch_id=offer.dispatch_id
+        )
     end_channel(engine, row, ChannelState.FAILED, code)
     return False
 
 
 def flag_number(
-    engine: DispatchEngine, account_id: int, number: str, channel: Channel, code: int | None,
-    *, dispatch_id: int | None,
+    engine: DispatchEngine,
+    account_id: int,
+    number: str,
+    channel: Channel,
+    code: int | None,
+    *,
+    dispatch_id: int | None,
 ) -> None:
     """Flag a member's number for one channel, once, for an admin to review."""
     existing = engine.session.execute(
         select(NumberFlag).where(
-            NumberFlag.account_id == account_id, NumberFlag.number == number,
+            NumberFlag.account_id == account_id,
+            NumberFlag.number == number,
             NumberFlag.channel == channel,
         )
     ).scalar_one_or_none()
     if existing is not None and existing.active:
         return
     if existing is None:
-        engine.session.add(NumberFlag(account_id=account_id, number=number, channel=channel,
-                                      error_code=code, active=True, created_at=engine.now))
+        engine.session.add(
+            NumberFlag(
+                account_id=account_id,
+                number=number,
+                channel=channel,
+                error_code=code,
+                active=True,
+                created_at=engine.now,
+            )
+        )
     else:
         existing.active = True
         existing.error_code = code
     events.record(
-        engine.session, "number_flagged", at=engine.now, account_id=account_id,
-        dispatch_id=dispatch_id, number=number, channel=str(channel), error_code=code,
+        engine.session,
+        "number_flagged",
+        at=engine.now,
+        account_id=account_id,
+        dispatch_id=dispatch_id,
+        number=number,
+        channel=str(channel),
+        error_code=code,
         meaning=describe_error(code),
     )
 
 
 def record_opt_out(
-    engine: DispatchEngine, number: str, sender: str, *, account_id: int | None,
-    dispatch_id: int | None, source: str,
+    engine: DispatchEngine,
+    number: str,
+    sender: str,
+    *,
+    account_id: int | None,
+    dispatch_id: int | None,
+    source: str,
 ) -> bool:
     """Record that ``number`` opted out of texts from ``sender``; True when it is new."""
     row = engine.session.execute(
@@ -162,14 +228,27 @@ def record_opt_out(
     if row is not None and row.active:
         return False
     if row is None:
-        engine.session.add(OptOut(number=number, sender=sender, active=True,
-                                  created_at=engine.now, updated_at=engine.now))
+        engine.session.add(
+            OptOut(
+                number=number,
+                sender=sender,
+                active=True,
+                created_at=engine.now,
+                updated_at=engine.now,
+            )
+        )
     else:
         row.active = True
         row.updated_at = engine.now
     events.record(
-        engine.session, "opt_out", at=engine.now, account_id=account_id,
-        dispatch_id=dispatch_id, number=number, sender=sender, source=source,
+        engine.session,
+        "opt_out",
+        at=engine.now,
+        account_id=account_id,
+        dispatch_id=dispatch_id,
+        number=number,
+        sender=sender,
+        source=source,
     )
     logger.info("opt-out recorded for %s from sender %s (%s)", mask(number), sender, source)
     return True
@@ -178,15 +257,25 @@ def record_opt_out(
 def clear_opt_out(
     engine: DispatchEngine, number: str, senders: list[str], *, account_id: int | None
 ) -> bool:
-    rows = engine.session.execute(
-        select(OptOut).where(OptOut.number == number, OptOut.sender.in_(senders), OptOut.active)
-    ).scalars().all()
+    rows = (
+        engine.session.execute(
+            select(OptOut).where(OptOut.number == number, OptOut.sender.in_(senders), OptOut.active)
+        )
+        .scalars()
+        .all()
+    )
     for row in rows:
         row.active = False
         row.updated_at = engine.now
     if rows:
-        events.record(engine.session, "opt_in", at=engine.now, account_id=account_id,
-                      number=number, senders=[r.sender for r in rows])
+        events.record(
+            engine.session,
+            "opt_in",
+            at=engine.now,
+            account_id=account_id,
+            number=number,
+            senders=[r.sender for r in rows],
+        )
     return bool(rows)
 
 
@@ -198,13 +287,21 @@ def pause_channel(engine: DispatchEngine, row: OfferChannel, code: int | None) -
     """
     offer = row.offer
     pause = engine.session.execute(
-        select(ChannelPause).where(ChannelPause.account_id == row.account_id,
-                                   ChannelPause.channel == row.channel)
+        select(ChannelPause).where(
+            ChannelPause.account_id == row.account_id, ChannelPause.channel == row.channel
+        )
     ).scalar_one_or_none()
     newly_paused = pause is None or not pause.active
     if pause is None:
-        engine.session.add(ChannelPause(account_id=row.account_id, channel=row.channel,
-                                        error_code=code, active=True, created_at=engine.now))
+        engine.session.add(
+            ChannelPause(
+                account_id=row.account_id,
+                channel=row.channel,
+                error_code=code,
+                active=True,
+                created_at=engine.now,
+            )
+        )
     else:
         pause.active = True
         pause.error_code = code
@@ -215,8 +312,13 @@ def pause_channel(engine: DispatchEngine, row: OfferChannel, code: int | None) -
     assert dispatch is not None
     if newly_paused:
         events.record(
-            engine.session, "channel_paused", at=engine.now, account_id=row.account_id,
-            dispatch_id=dispatch.id, channel=str(row.channel), error_code=code,
+            engine.session,
+            "channel_paused",
+            at=engine.now,
+            account_id=row.account_id,
+            dispatch_id=dispatch.id,
+            channel=str(row.channel),
+            error_code=code,
             meaning=describe_error(code),
         )
         _alert_desk_of_pause(engine, dispatch, row.channel, code)
@@ -227,8 +329,9 @@ def pause_channel(engine: DispatchEngine, row: OfferChannel, code: int | None) -
     offer.closed_at = engine.now
     if offer.pool_key and offer.member_key:
         state = engine.session.execute(
-            select(PoolState).where(PoolState.account_id == row.account_id,
-                                    PoolState.pool_key == offer.pool_key)
+            select(PoolState).where(
+                PoolState.account_id == row.account_id, PoolState.pool_key == offer.pool_key
+            )
         ).scalar_one_or_none()
         if state is not None and state.last_member_key == offer.member_key:
             state.last_member_key = offer.pointer_before
@@ -247,27 +350,40 @@ def _alert_desk_of_pause(
     if channel == Channel.SMS:
         engine.queue_call_alert(dispatch, to=line, text=body, purpose=f"pause_alert_{channel}")
     else:
-        engine.queue_sms(dispatch, to=line, body=body, purpose=f"pause_alert_{channel}",
-                         from_number=sms_from(profile),
-                         dedup_key=f"pause_alert:{dispatch.account_id}:{channel}:{engine.now:%Y%m%d%H}")
+        engine.queue_sms(
+            dispatch,
+            to=line,
+            body=body,
+            purpose=f"pause_alert_{channel}",
+            from_number=sms_from(profile),
+            dedup_key=f"pause_alert:{dispatch.account_id}:{channel}:{engine.now:%Y%m%d%H}",
+        )
 
 
 def apply_call_status(
-    engine: DispatchEngine, row: OfferChannel, status: str, sequence: int | None,
-    error_code: int | None, answered_by: str | None = None,
+    engine: DispatchEngine,
+    row: OfferChannel,
+    status: str,
+    sequence: int | None,
+    error_code: int | None,
+    answered_by: str | None = None,
 ) -> str:
     """Apply a call status callback in sequence order; returns what was done."""
+    if sequence is not None and sequence <= row.last_sequence:
+        return "out_of_order"
     if sequence is not None:
-        if sequence <= row.last_sequence:
-            return "out_of_order"
         row.last_sequence = sequence
     if status in CALL_STATUS_TO_STATE:
         new_state = CALL_STATUS_TO_STATE[status]
-        if row.state in (ChannelState.SENDING, ChannelState.PENDING, ChannelState.UNCERTAIN,
-                         ChannelState.QUEUED, ChannelState.RINGING):
-            if _rank(new_state) >= _rank(row.state):
-                row.state = new_state
-                row.updated_at = engine.now
+        if row.state in (
+            ChannelState.SENDING,
+            ChannelState.PENDING,
+            ChannelState.UNCERTAIN,
+            ChannelState.QUEUED,
+            ChannelState.RINGING,
+        ) and _rank(new_state) >= _rank(row.state):
+            row.state = new_state
+            row.updated_at = engine.now
         return "progress"
     terminal = {
         "busy": ChannelState.BUSY,
@@ -291,8 +407,14 @@ def apply_call_status(
 
 
 def _rank(state: ChannelState) -> int:
-    order = [ChannelState.PENDING, ChannelState.SENDING, ChannelState.UNCERTAIN,
-             ChannelState.QUEUED, ChannelState.RINGING, ChannelState.IN_PROGRESS]
+    order = [
+        ChannelState.PENDING,
+        ChannelState.SENDING,
+        ChannelState.UNCERTAIN,
+        ChannelState.QUEUED,
+        ChannelState.RINGING,
+        ChannelState.IN_PROGRESS,
+    ]
     return order.index(state) if state in order else len(order)
 
 
@@ -321,12 +443,19 @@ def _callback_failure(engine: DispatchEngine, row: OfferChannel, code: int) -> s
     kind = classify_error(code, at="callback", channel=str(row.channel))
     offer = row.offer
     if kind == ErrorKind.OPT_OUT:
-        record_opt_out(engine, row.to_number, row.from_number or "", account_id=row.account_id,
-                       dispatch_id=offer.dispatch_id, source=f"callback error {code}")
+        record_opt_out(
+            engine,
+            row.to_number,
+            row.from_number or "",
+            account_id=row.account_id,
+            dispatch_id=offer.dispatch_id,
+            source=f"callback error {code}",
+        )
     elif kind in (ErrorKind.NUMBER, ErrorKind.CHANNEL):
         channel = Channel.SMS if kind == ErrorKind.CHANNEL else row.channel
-        flag_number(engine, row.account_id, row.to_number, channel, code,
-                    dispatch_id=offer.dispatch_id)
+        flag_number(
+            engine, row.account_id, row.to_number, channel, code, dispatch_id=offer.dispatch_id
+        )
     elif kind == ErrorKind.CONFIG:
         pause_channel(engine, row, code)
         return "paused"

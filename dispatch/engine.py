@@ -75,9 +75,7 @@ class EngineConfig:
 class DispatchEngine:
     """Applies state changes to dispatches of one account inside one transaction."""
 
-    def __init__(
-        self, session: Session, now: datetime, config: EngineConfig | None = None
-    ) -> None:
+    def __init__(self, session: Session, now: datetime, config: EngineConfig | None = None) -> None:
         self.session = session
         self.now = now
         self.config = config or EngineConfig()
@@ -169,16 +167,27 @@ class DispatchEngine:
         self.session.add(dispatch)
         self.session.flush()
         events.record(
-            self.session, "dispatch_created", at=self.now, account_id=account.id,
-            dispatch_id=dispatch.id, source=str(source), sid=source_sid,
+            self.session,
+            "dispatch_created",
+            at=self.now,
+            account_id=account.id,
+            dispatch_id=dispatch.id,
+            source=str(source),
+            sid=source_sid,
             answering_number=answering_number,
             caller="withheld" if caller_withheld else caller_number,
-            caller_raw=caller_raw, route=route_key, menu_choice=menu_choice,
+            caller_raw=caller_raw,
+            route=route_key,
+            menu_choice=menu_choice,
             code=dispatch.code,
         )
         logger.info(
             "dispatch %d: created from %s %s caller %s route %s",
-            dispatch.id, source, source_sid, mask(caller_number), route_key,
+            dispatch.id,
+            source,
+            source_sid,
+            mask(caller_number),
+            route_key,
         )
         return dispatch
 
@@ -187,8 +196,9 @@ class DispatchEngine:
     def begin_offering(self, dispatch: Dispatch) -> None:
         """Move a dispatch out of intake and make its first offer."""
         if dispatch.state != DispatchState.INTAKE:
-            logger.info("dispatch %d: already %s, first offer not made again",
-                        dispatch.id, dispatch.state)
+            logger.info(
+                "dispatch %d: already %s, first offer not made again", dispatch.id, dispatch.state
+            )
             return
         profile = self.profile_for(self.account(dispatch.account_id))
         route = self.route_for(dispatch, profile)
@@ -199,8 +209,12 @@ class DispatchEngine:
         dispatch.first_offer_at = self.now
         dispatch.chain_deadline = self.now + timedelta(minutes=route.max_chain_minutes)
         events.record(
-            self.session, "offering_started", at=self.now, account_id=dispatch.account_id,
-            dispatch_id=dispatch.id, route=route.key,
+            self.session,
+            "offering_started",
+            at=self.now,
+            account_id=dispatch.account_id,
+            dispatch_id=dispatch.id,
+            route=route.key,
             chain_deadline=dispatch.chain_deadline.isoformat(),
         )
         self.advance(dispatch, first=True)
@@ -217,8 +231,12 @@ class DispatchEngine:
             return
         if dispatch.chain_deadline and self.now >= dispatch.chain_deadline:
             events.record(
-                self.session, "chain_cap_reached", at=self.now, account_id=account.id,
-                dispatch_id=dispatch.id, cap_minutes=route.max_chain_minutes,
+                self.session,
+                "chain_cap_reached",
+                at=self.now,
+                account_id=account.id,
+                dispatch_id=dispatch.id,
+                cap_minutes=route.max_chain_minutes,
             )
             self.exhaust(dispatch, profile)
             return
@@ -246,14 +264,19 @@ class DispatchEngine:
             .with_for_update()
         ).scalar_one_or_none()
         if state is None:
-            state = PoolState(account_id=account_id, pool_key=pool_key, offers_made=0,
-                              updated_at=self.now)
+            state = PoolState(
+                account_id=account_id, pool_key=pool_key, offers_made=0, updated_at=self.now
+            )
             self.session.add(state)
             self.session.flush()
         return state
 
     def _offer_from_pool(
-        self, dispatch: Dispatch, account: Account, profile: Profile, route: Route,
+        self,
+        dispatch: Dispatch,
+        account: Account,
+        profile: Profile,
+        route: Route,
         run_state: AccountChannelState,
     ) -> bool:
         assert route.pool is not None
@@ -269,16 +292,20 @@ class DispatchEngine:
             for respect_busy in (True, False):
                 reasons = {
                     key: skip_reason(
-                        member=members.get(key), profile=profile, at=self.now,
+                        member=members.get(key),
+                        profile=profile,
+                        at=self.now,
                         reach=run_state.reach(members[key], wanted) if key in members else None,
                         offered=offered,
                         busy=respect_busy and members[key].id in busy_ids
-                        if key in members else False,
+                        if key in members
+                        else False,
                     )
                     for key in order
                 }
-                pick = pick_next(order, pool_state.last_member_key, pool_state.last_position,
-                                 reasons)
+                pick = pick_next(
+                    order, pool_state.last_member_key, pool_state.last_position, reasons
+                )
                 if pick is not None:
                     break
             if pick is not None:
@@ -286,8 +313,12 @@ class DispatchEngine:
             if offered and dispatch.current_round < route.rounds:
                 dispatch.current_round += 1
                 events.record(
-                    self.session, "round_started", at=self.now, account_id=account.id,
-                    dispatch_id=dispatch.id, round=dispatch.current_round,
+                    self.session,
+                    "round_started",
+                    at=self.now,
+                    account_id=account.id,
+                    dispatch_id=dispatch.id,
+                    round=dispatch.current_round,
                 )
                 continue
             self._log_skips(dispatch, [(k, r) for k, r in reasons.items() if r])
@@ -302,36 +333,68 @@ class DispatchEngine:
         pool_state.updated_at = self.now
         reach = run_state.reach(member, wanted)
         self._create_offer(
-            dispatch, profile, route, kind=OfferKind.POOL, member=member,
-            channels=list(reach.channels), pointer_before=pointer_before,
+            dispatch,
+            profile,
+            route,
+            kind=OfferKind.POOL,
+            member=member,
+            channels=list(reach.channels),
+            pointer_before=pointer_before,
         )
         return True
 
     def _offer_backup(
-        self, dispatch: Dispatch, account: Account, profile: Profile, route: Route,
+        self,
+        dispatch: Dispatch,
+        account: Account,
+        profile: Profile,
+        route: Route,
         run_state: AccountChannelState,
     ) -> bool:
         members = self._members_by_key(account.id)
-        tried = {o.member_key for o in dispatch.offers
-                 if o.kind == OfferKind.BACKUP and o.close_reason != NOT_SENT_CONFIG}
+        tried: set[str] = {
+            o.member_key
+            for o in dispatch.offers
+            if o.kind == OfferKind.BACKUP
+            and o.close_reason != NOT_SENT_CONFIG
+            and o.member_key is not None
+        }
         wanted = [Channel(c) for c in route.channels]
         for key in route.backups:
             member = members.get(key)
             reach = run_state.reach(member, wanted) if member else None
             # Backups are people of last resort before the desk: shifts do not apply to them.
-            reason = skip_reason(member=member, profile=profile, at=self.now, reach=reach,
-                                 offered=tried, busy=False, check_shift=False)
+            reason = skip_reason(
+                member=member,
+                profile=profile,
+                at=self.now,
+                reach=reach,
+                offered=tried,
+                busy=False,
+                check_shift=False,
+            )
             if reason is not None:
                 self._log_skips(dispatch, [(key, "backup " + reason)])
                 continue
             assert member is not None and reach is not None
-            self._create_offer(dispatch, profile, route, kind=OfferKind.BACKUP, member=member,
-                               channels=list(reach.channels), pointer_before=None)
+            self._create_offer(
+                dispatch,
+                profile,
+                route,
+                kind=OfferKind.BACKUP,
+                member=member,
+                channels=list(reach.channels),
+                pointer_before=None,
+            )
             return True
         return False
 
     def _nobody_reason(
-        self, dispatch: Dispatch, account: Account, profile: Profile, route: Route,
+        self,
+        dispatch: Dispatch,
+        account: Account,
+        profile: Profile,
+        route: Route,
         run_state: AccountChannelState,
     ) -> str:
         assert route.pool is not None
@@ -344,13 +407,19 @@ class DispatchEngine:
             return "all_inactive: " + ", ".join(inactive)
         wanted = [Channel(c) for c in route.channels]
         reasons = {
-            key: skip_reason(member=members.get(key), profile=profile, at=self.now,
-                             reach=run_state.reach(members[key], wanted) if key in members
-                             else None, offered=set(), busy=False)
+            key: skip_reason(
+                member=members.get(key),
+                profile=profile,
+                at=self.now,
+                reach=run_state.reach(members[key], wanted) if key in members else None,
+                offered=set(),
+                busy=False,
+            )
             for key in order
         }
-        if all(r and ("schedule" in r or "shift" in r) for k, r in reasons.items()
-               if k not in inactive):
+        if all(
+            r and ("schedule" in r or "shift" in r) for k, r in reasons.items() if k not in inactive
+        ):
             return "outside_schedule"
         details = ", ".join(f"{k} ({r})" for k, r in reasons.items() if r)
         return "nobody_eligible: " + details
@@ -358,8 +427,13 @@ class DispatchEngine:
     def _log_skips(self, dispatch: Dispatch, skipped: list[tuple[str, str]]) -> None:
         for key, reason in skipped:
             events.record(
-                self.session, "member_skipped", at=self.now, account_id=dispatch.account_id,
-                dispatch_id=dispatch.id, member=key, reason=reason,
+                self.session,
+                "member_skipped",
+                at=self.now,
+                account_id=dispatch.account_id,
+                dispatch_id=dispatch.id,
+                member=key,
+                reason=reason,
             )
             logger.info("dispatch %d: skipped %s (%s)", dispatch.id, key, reason)
 
@@ -400,16 +474,21 @@ class DispatchEngine:
         dispatch.offers.append(offer)
         self.session.flush()
         for channel in channels:
-            number = escalation_number or (
-                member.voice_number if channel == Channel.VOICE else member.sms_number
-            ) if member or escalation_number else None
+            number = escalation_number
+            if number is None and member is not None:
+                number = member.voice_number if channel == Channel.VOICE else member.sms_number
             assert number is not None
             row = OfferChannel(
-                offer_id=offer.id, account_id=dispatch.account_id, channel=channel,
-                to_number=number, state=ChannelState.PENDING, created_at=self.now,
+                offer_id=offer.id,
+                account_id=dispatch.account_id,
+                channel=channel,
+                to_number=number,
+                state=ChannelState.PENDING,
+                created_at=self.now,
                 updated_at=self.now,
                 body=self._sms_body(dispatch, profile) if channel == Channel.SMS else None,
-                from_number=sms_from(profile) if channel == Channel.SMS
+                from_number=sms_from(profile)
+                if channel == Channel.SMS
                 else dispatch.answering_number,
             )
             # Appending cascades the row into the session. Adding it first would let the
@@ -420,23 +499,39 @@ class DispatchEngine:
             self.effects.send_channels.append(row.id)
         self.effects.rollovers.append((offer.id, offer.deadline))
         events.record(
-            self.session, "offer_made", at=self.now, account_id=dispatch.account_id,
-            dispatch_id=dispatch.id, offer_id=offer.id, actor=offer.member_name,
-            seq=offer.seq, kind=str(kind), round=offer.round, member=offer.member_key,
+            self.session,
+            "offer_made",
+            at=self.now,
+            account_id=dispatch.account_id,
+            dispatch_id=dispatch.id,
+            offer_id=offer.id,
+            actor=offer.member_name,
+            seq=offer.seq,
+            kind=str(kind),
+            round=offer.round,
+            member=offer.member_key,
             channels=[{"channel": str(c.channel), "to": c.to_number} for c in offer.channels],
-            pointer_before=pointer_before, deadline=offer.deadline.isoformat(),
-            window_seconds=window, profile_version_id=profile_version_id(dispatch),
+            pointer_before=pointer_before,
+            deadline=offer.deadline.isoformat(),
+            window_seconds=window,
+            profile_version_id=profile_version_id(dispatch),
         )
         logger.info(
             "dispatch %d offer %d: %s to %s by %s, deadline %s",
-            dispatch.id, offer.id, kind, offer.member_key or "desk",
-            "+".join(str(c.channel) for c in offer.channels), offer.deadline.isoformat(),
+            dispatch.id,
+            offer.id,
+            kind,
+            offer.member_key or "desk",
+            "+".join(str(c.channel) for c in offer.channels),
+            offer.deadline.isoformat(),
         )
         return offer
 
     def _sms_body(self, dispatch: Dispatch, profile: Profile) -> str:
         return messages.sms_offer(
-            account_name=profile.account.name, code=dispatch.code, phi=profile.account.phi,
+            account_name=profile.account.name,
+            code=dispatch.code,
+            phi=profile.account.phi,
             reason=dispatch.reason,
             callback=messages.callback_phrase(
                 dispatch.callback_number, dispatch.callback_supplied, dispatch.caller_withheld
@@ -453,25 +548,41 @@ class DispatchEngine:
         line = self.escalation_line(profile)
         dispatch.escalation_line = line
         events.record(
-            self.session, "dispatch_unacknowledged", at=self.now,
-            account_id=dispatch.account_id, dispatch_id=dispatch.id,
-            offers=len(dispatch.offers), escalation_line=mask(line) if line else None,
+            self.session,
+            "dispatch_unacknowledged",
+            at=self.now,
+            account_id=dispatch.account_id,
+            dispatch_id=dispatch.id,
+            offers=len(dispatch.offers),
+            escalation_line=mask(line) if line else None,
         )
-        logger.info("dispatch %d: chain exhausted after %d offers", dispatch.id,
-                    len(dispatch.offers))
+        logger.info(
+            "dispatch %d: chain exhausted after %d offers", dispatch.id, len(dispatch.offers)
+        )
         if line is None:
             self._record_nobody_alerted(dispatch)
         else:
             route = self.route_for(dispatch, profile)
             assert route is not None
             channels = [Channel(c) for c in route.channels]
-            self._create_offer(dispatch, profile, route, kind=OfferKind.ESCALATION,
-                               member=None, channels=channels, pointer_before=None,
-                               escalation_number=line)
+            self._create_offer(
+                dispatch,
+                profile,
+                route,
+                kind=OfferKind.ESCALATION,
+                member=None,
+                channels=channels,
+                pointer_before=None,
+                escalation_number=line,
+            )
         if dispatch.source == Channel.SMS and dispatch.caller_number:
-            self.queue_sms(dispatch, to=dispatch.caller_number, purpose="caller_unacknowledged",
-                           body=messages.caller_unacknowledged(profile.account.name),
-                           from_number=dispatch.answering_number)
+            self.queue_sms(
+                dispatch,
+                to=dispatch.caller_number,
+                purpose="caller_unacknowledged",
+                body=messages.caller_unacknowledged(profile.account.name),
+                from_number=dispatch.answering_number,
+            )
 
     def no_one_available(self, dispatch: Dispatch, reason: str) -> None:
         """Settle a dispatch nobody can take, and alert the final escalation line."""
@@ -483,37 +594,60 @@ class DispatchEngine:
         line = self.escalation_line(profile)
         dispatch.escalation_line = line
         events.record(
-            self.session, "no_one_available", at=self.now, account_id=account.id,
-            dispatch_id=dispatch.id, reason=reason,
+            self.session,
+            "no_one_available",
+            at=self.now,
+            account_id=account.id,
+            dispatch_id=dispatch.id,
+            reason=reason,
         )
         logger.info("dispatch %d: no one available (%s)", dispatch.id, reason)
         if line is None:
             self._record_nobody_alerted(dispatch)
         else:
             self.queue_sms(
-                dispatch, to=line, purpose="desk_alert", from_number=sms_from(profile),
-                body=messages.desk_alert(profile.account.name, dispatch.code,
-                                         f"nobody available ({reason})"),
+                dispatch,
+                to=line,
+                purpose="desk_alert",
+                from_number=sms_from(profile),
+                body=messages.desk_alert(
+                    profile.account.name, dispatch.code, f"nobody available ({reason})"
+                ),
             )
         if dispatch.source == Channel.SMS and dispatch.caller_number:
-            self.queue_sms(dispatch, to=dispatch.caller_number, purpose="caller_no_one",
-                           body=messages.caller_no_one(profile.account.name),
-                           from_number=dispatch.answering_number)
+            self.queue_sms(
+                dispatch,
+                to=dispatch.caller_number,
+                purpose="caller_no_one",
+                body=messages.caller_no_one(profile.account.name),
+                from_number=dispatch.answering_number,
+            )
 
     def _record_nobody_alerted(self, dispatch: Dispatch) -> None:
         events.record(
-            self.session, "no_escalation_line", at=self.now, account_id=dispatch.account_id,
+            self.session,
+            "no_escalation_line",
+            at=self.now,
+            account_id=dispatch.account_id,
             dispatch_id=dispatch.id,
             detail="no final escalation line is configured, so nobody could be alerted",
         )
-        logger.warning("dispatch %d: no final escalation line configured; nobody alerted",
-                       dispatch.id)
+        logger.warning(
+            "dispatch %d: no final escalation line configured; nobody alerted", dispatch.id
+        )
 
     # -- outbox ----------------------------------------------------------------------------
 
     def queue_sms(
-        self, dispatch: Dispatch | None, *, to: str, body: str, purpose: str,
-        from_number: str | None, dedup_key: str | None = None, account_id: int | None = None,
+        self,
+        dispatch: Dispatch | None,
+        *,
+        to: str,
+        body: str,
+        purpose: str,
+        from_number: str | None,
+        dedup_key: str | None = None,
+        account_id: int | None = None,
         offer_id: int | None = None,
     ) -> OutboxMessage | None:
         """Queue a text for after the commit; a repeated ``dedup_key`` queues nothing."""
@@ -526,9 +660,16 @@ class DispatchEngine:
         row = OutboxMessage(
             account_id=dispatch.account_id if dispatch else account_id,
             dispatch_id=dispatch.id if dispatch else None,
-            offer_id=offer_id, kind="sms", purpose=purpose, to_number=to,
-            from_number=from_number, body=body, dedup_key=key, state=OutboxState.PENDING,
-            payload={}, created_at=self.now,
+            offer_id=offer_id,
+            kind="sms",
+            purpose=purpose,
+            to_number=to,
+            from_number=from_number,
+            body=body,
+            dedup_key=key,
+            state=OutboxState.PENDING,
+            payload={},
+            created_at=self.now,
         )
         self.session.add(row)
         self.session.flush()
@@ -546,9 +687,17 @@ class DispatchEngine:
         if existing is not None:
             return None
         row = OutboxMessage(
-            account_id=dispatch.account_id, dispatch_id=dispatch.id, kind="call",
-            purpose=purpose, to_number=to, from_number=dispatch.answering_number, body=text,
-            dedup_key=key, state=OutboxState.PENDING, payload={}, created_at=self.now,
+            account_id=dispatch.account_id,
+            dispatch_id=dispatch.id,
+            kind="call",
+            purpose=purpose,
+            to_number=to,
+            from_number=dispatch.answering_number,
+            body=text,
+            dedup_key=key,
+            state=OutboxState.PENDING,
+            payload={},
+            created_at=self.now,
         )
         self.session.add(row)
         self.session.flush()
@@ -556,7 +705,11 @@ class DispatchEngine:
         return row
 
     def queue_call_update(
-        self, channel: OfferChannel, *, purpose: str, status: str | None = None,
+        self,
+        channel: OfferChannel,
+        *,
+        purpose: str,
+        status: str | None = None,
         twiml: str | None = None,
     ) -> None:
         key = f"{purpose}:{channel.id}"
@@ -566,10 +719,16 @@ class DispatchEngine:
         if existing is not None:
             return
         row = OutboxMessage(
-            account_id=channel.account_id, offer_id=channel.offer_id, kind="call_update",
-            purpose=purpose, target_sid=channel.provider_sid, to_number=channel.to_number,
+            account_id=channel.account_id,
+            offer_id=channel.offer_id,
+            kind="call_update",
+            purpose=purpose,
+            target_sid=channel.provider_sid,
+            to_number=channel.to_number,
             payload={"status": status, "twiml": twiml, "channel_id": channel.id},
-            dedup_key=key, state=OutboxState.PENDING, created_at=self.now,
+            dedup_key=key,
+            state=OutboxState.PENDING,
+            created_at=self.now,
             dispatch_id=channel.offer.dispatch_id,
         )
         self.session.add(row)

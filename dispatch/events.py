@@ -97,9 +97,7 @@ def verify_chain(session: Session, chain: int) -> ChainBreak | None:
     """Return the first broken link of one chain, or None when every hash matches."""
     prev = GENESIS_HASH
     expected_seq = 1
-    rows = session.execute(
-        select(Event).where(Event.chain == chain).order_by(Event.seq)
-    ).scalars()
+    rows = session.execute(select(Event).where(Event.chain == chain).order_by(Event.seq)).scalars()
     for event in rows:
         if event.seq != expected_seq:
             return ChainBreak(chain, expected_seq, event.id, f"event seq {expected_seq} missing")
@@ -111,7 +109,9 @@ def verify_chain(session: Session, chain: int) -> ChainBreak | None:
         expected_seq += 1
     head = session.get(ChainHead, chain)
     if head is not None and head.seq != expected_seq - 1:
-        return ChainBreak(chain, head.seq, 0, f"chain head says {head.seq} events, found {expected_seq - 1}")
+        return ChainBreak(
+            chain, head.seq, 0, f"chain head says {head.seq} events, found {expected_seq - 1}"
+        )
     return None
 
 

@@ -36,7 +36,12 @@ def callback_phrase(callback: str | None, supplied: bool, withheld: bool) -> str
 
 
 def sms_offer(
-    *, account_name: str, code: str, phi: bool, reason: str | None, callback: str,
+    *,
+    account_name: str,
+    code: str,
+    phi: bool,
+    reason: str | None,
+    callback: str,
     answering_number: str,
 ) -> str:
     if phi:
@@ -54,7 +59,12 @@ def sms_offer(
 
 
 def voice_offer(
-    *, account_name: str, code: str, phi: bool, reason: str | None, callback_spoken: str,
+    *,
+    account_name: str,
+    code: str,
+    phi: bool,
+    reason: str | None,
+    callback_spoken: str,
 ) -> str:
     base = f"This is {account_name} dispatch, job {' '.join(code)}."
     if phi:
@@ -77,13 +87,22 @@ def voice_accepted(code: str, has_callback: bool) -> str:
     return text + " The caller left no callback number. Goodbye."
 
 
-def sms_accepted(*, code: str, account_name: str, answering_number: str, phi: bool,
-                 callback: str, reason: str | None) -> str:
+def sms_accepted(
+    *,
+    code: str,
+    account_name: str,
+    answering_number: str,
+    phi: bool,
+    callback: str,
+    reason: str | None,
+) -> str:
     text = f"{account_name}: you accepted dispatch {code}."
     if phi:
         return text + f" Call {answering_number} to be connected to the caller."
-    return (text + f" {short_reason(reason) or 'No reason given'}. Caller: {callback}. "
-            f"Call {answering_number} to be connected without showing your number.")[:SMS_MAX_CHARS]
+    return (
+        text + f" {short_reason(reason) or 'No reason given'}. Caller: {callback}. "
+        f"Call {answering_number} to be connected without showing your number."
+    )[:SMS_MAX_CHARS]
 
 
 def sms_stood_down(code: str, account_name: str) -> str:
@@ -102,8 +121,13 @@ SMS_NO_OPEN = "You have no open dispatch right now. No action needed."
 
 
 def sms_which_code(codes: list[str]) -> str:
-    return "You have several open dispatches: " + ", ".join(codes) + \
-        ". Reply 1 and the code to accept, for example 1 " + codes[0] + "."
+    return (
+        "You have several open dispatches: "
+        + ", ".join(codes)
+        + ". Reply 1 and the code to accept, for example 1 "
+        + codes[0]
+        + "."
+    )
 
 
 def sms_code_only(code: str) -> str:
@@ -112,18 +136,24 @@ def sms_code_only(code: str) -> str:
 
 def caller_received(account_name: str, minutes: int | None) -> str:
     when = f" within about {minutes} minutes" if minutes else " shortly"
-    return (f"{account_name}: we got your message and are reaching the on-call team now. "
-            f"Someone will contact you{when}.")
+    return (
+        f"{account_name}: we got your message and are reaching the on-call team now. "
+        f"Someone will contact you{when}."
+    )
 
 
 def caller_unacknowledged(account_name: str) -> str:
-    return (f"{account_name}: the on-call team has not answered yet. Our answering service has "
-            "been alerted and will follow up with you.")
+    return (
+        f"{account_name}: the on-call team has not answered yet. Our answering service has "
+        "been alerted and will follow up with you."
+    )
 
 
 def caller_no_one(account_name: str) -> str:
-    return (f"{account_name}: nobody is on call right now. Our answering service has been "
-            "alerted and will follow up with you. If this is an emergency, call 911.")
+    return (
+        f"{account_name}: nobody is on call right now. Our answering service has been "
+        "alerted and will follow up with you. If this is an emergency, call 911."
+    )
 
 
 def desk_alert(account_name: str, code: str, what: str) -> str:

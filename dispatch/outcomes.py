@@ -22,8 +22,14 @@ from dispatch.models import (
 logger = logging.getLogger(__name__)
 
 TERMINAL_CHANNEL_STATES = frozenset(ChannelState) - {
-    ChannelState.PENDING, ChannelState.SENDING, ChannelState.UNCERTAIN, ChannelState.QUEUED,
-    ChannelState.RINGING, ChannelState.IN_PROGRESS, ChannelState.SENT, ChannelState.DELIVERED,
+    ChannelState.PENDING,
+    ChannelState.SENDING,
+    ChannelState.UNCERTAIN,
+    ChannelState.QUEUED,
+    ChannelState.RINGING,
+    ChannelState.IN_PROGRESS,
+    ChannelState.SENT,
+    ChannelState.DELIVERED,
 }
 
 
@@ -36,8 +42,12 @@ class AcceptResult:
 
 
 def accept(
-    engine: DispatchEngine, dispatch: Dispatch, offer: Offer, channel: OfferChannel | None,
-    *, via: str,
+    engine: DispatchEngine,
+    dispatch: Dispatch,
+    offer: Offer,
+    channel: OfferChannel | None,
+    *,
+    via: str,
 ) -> AcceptResult:
     """Accept a dispatch for the person of ``offer``; the first accept wins.
 
@@ -48,11 +58,14 @@ def accept(
     if dispatch.state == DispatchState.ACKNOWLEDGED:
         holder = _offer_by_id(dispatch, dispatch.acknowledged_offer_id)
         mine = holder is not None and holder.member_key == offer.member_key
-        return AcceptResult("already_yours" if mine else "already_handled", dispatch,
-                            holder.member_name if holder else None, dispatch.acknowledged_at)
+        return AcceptResult(
+            "already_yours" if mine else "already_handled",
+            dispatch,
+            holder.member_name if holder else None,
+            dispatch.acknowledged_at,
+        )
     if not dispatch.is_open:
-        return AcceptResult("already_handled", dispatch, dispatch.state.value,
-                            dispatch.settled_at)
+        return AcceptResult("already_handled", dispatch, dispatch.state.value, dispatch.settled_at)
     late_limit = dispatch.created_at + timedelta(seconds=engine.config.late_accept_seconds)
     if now > late_limit:
         return AcceptResult("expired", dispatch, None, late_limit)
@@ -72,14 +85,26 @@ def accept(
         channel.state = ChannelState.ACCEPTED
         channel.updated_at = now
     events.record(
-        engine.session, "acknowledged", at=now, account_id=dispatch.account_id,
-        dispatch_id=dispatch.id, offer_id=offer.id, actor=offer.member_name,
-        member=offer.member_key, via=via, late=late,
+        engine.session,
+        "acknowledged",
+        at=now,
+        account_id=dispatch.account_id,
+        dispatch_id=dispatch.id,
+        offer_id=offer.id,
+        actor=offer.member_name,
+        member=offer.member_key,
+        via=via,
+        late=late,
         after_unacknowledged=was_unacknowledged,
         seconds_to_acknowledge=round((now - dispatch.created_at).total_seconds(), 3),
     )
-    logger.info("dispatch %d offer %d: acknowledged by %s via %s",
-                dispatch.id, offer.id, offer.member_key or "desk", via)
+    logger.info(
+        "dispatch %d offer %d: acknowledged by %s via %s",
+        dispatch.id,
+        offer.id,
+        offer.member_key or "desk",
+        via,
+    )
 
     for row in offer.channels:
         if row is not channel and row.is_live:
@@ -104,15 +129,24 @@ def _confirm_by_sms(
     if to is None:
         return
     body = messages.sms_accepted(
-        code=dispatch.code, account_name=profile.account.name,
-        answering_number=dispatch.answering_number, phi=profile.account.phi,
-        callback=messages.callback_phrase(dispatch.callback_number, dispatch.callback_supplied,
-                                          dispatch.caller_withheld),
+        code=dispatch.code,
+        account_name=profile.account.name,
+        answering_number=dispatch.answering_number,
+        phi=profile.account.phi,
+        callback=messages.callback_phrase(
+            dispatch.callback_number, dispatch.callback_supplied, dispatch.caller_withheld
+        ),
         reason=dispatch.reason,
     )
-    engine.queue_sms(dispatch, to=to, body=body, purpose="ack_confirmation",
-                     from_number=sms_from(profile), dedup_key=f"ack_confirmation:{dispatch.id}",
-                     offer_id=offer.id)
+    engine.queue_sms(
+        dispatch,
+        to=to,
+        body=body,
+        purpose="ack_confirmation",
+        from_number=sms_from(profile),
+        dedup_key=f"ack_confirmation:{dispatch.id}",
+        offer_id=offer.id,
+    )
 
 
 def _offer_by_id(dispatch: Dispatch, offer_id: int | None) -> Offer | None:
@@ -130,8 +164,13 @@ def stand_down_offer(engine: DispatchEngine, offer: Offer, reason: str) -> None:
         if row.is_live:
             stand_down_channel(engine, row, reason)
     events.record(
-        engine.session, "stood_down", at=engine.now, account_id=offer.account_id,
-        dispatch_id=offer.dispatch_id, offer_id=offer.id, actor=offer.member_name,
+        engine.session,
+        "stood_down",
+        at=engine.now,
+        account_id=offer.account_id,
+        dispatch_id=offer.dispatch_id,
+        offer_id=offer.id,
+        actor=offer.member_name,
         reason=reason,
     )
     logger.info("dispatch %d offer %d: stood down (%s)", offer.dispatch_id, offer.id, reason)
@@ -159,14 +198,22 @@ def stand_down_channel(engine: DispatchEngine, row: OfferChannel, reason: str) -
     assert dispatch is not None
     profile = engine.profile_for(engine.account(dispatch.account_id))
     engine.queue_sms(
-        dispatch, to=row.to_number, purpose="stand_down",
+        dispatch,
+        to=row.to_number,
+        purpose="stand_down",
         body=messages.sms_stood_down(dispatch.code, profile.account.name),
-        from_number=sms_from(profile), dedup_key=f"stand_down:{row.offer_id}",
+        from_number=sms_from(profile),
+        dedup_key=f"stand_down:{row.offer_id}",
         offer_id=row.offer_id,
     )
     events.record(
-        engine.session, "stand_down_text_queued", at=engine.now, account_id=row.account_id,
-        dispatch_id=dispatch.id, offer_id=row.offer_id, reason=reason,
+        engine.session,
+        "stand_down_text_queued",
+        at=engine.now,
+        account_id=row.account_id,
+        dispatch_id=dispatch.id,
+        offer_id=row.offer_id,
+        reason=reason,
     )
 
 
@@ -178,17 +225,29 @@ def taken_twiml() -> str:
 
 
 def pass_offer(
-    engine: DispatchEngine, dispatch: Dispatch, offer: Offer, channel: OfferChannel | None,
-    *, via: str,
+    engine: DispatchEngine,
+    dispatch: Dispatch,
+    offer: Offer,
+    channel: OfferChannel | None,
+    *,
+    via: str,
 ) -> bool:
     """Close a live offer as passed and roll over at once; False when it was not live."""
     if offer.state != OfferState.LIVE or dispatch.state not in (
-        DispatchState.OFFERING, DispatchState.UNACKNOWLEDGED
+        DispatchState.OFFERING,
+        DispatchState.UNACKNOWLEDGED,
     ):
         events.record(
-            engine.session, "late_pass", at=engine.now, account_id=dispatch.account_id,
-            dispatch_id=dispatch.id, offer_id=offer.id, actor=offer.member_name, via=via,
-            offer_state=str(offer.state), dispatch_state=str(dispatch.state),
+            engine.session,
+            "late_pass",
+            at=engine.now,
+            account_id=dispatch.account_id,
+            dispatch_id=dispatch.id,
+            offer_id=offer.id,
+            actor=offer.member_name,
+            via=via,
+            offer_state=str(offer.state),
+            dispatch_state=str(dispatch.state),
         )
         return False
     if channel is not None:
@@ -198,8 +257,14 @@ def pass_offer(
     offer.close_reason = "passed"
     offer.closed_at = engine.now
     events.record(
-        engine.session, "passed", at=engine.now, account_id=dispatch.account_id,
-        dispatch_id=dispatch.id, offer_id=offer.id, actor=offer.member_name, via=via,
+        engine.session,
+        "passed",
+        at=engine.now,
+        account_id=dispatch.account_id,
+        dispatch_id=dispatch.id,
+        offer_id=offer.id,
+        actor=offer.member_name,
+        via=via,
     )
     for row in offer.channels:
         if row is not channel and row.is_live:
@@ -209,8 +274,12 @@ def pass_offer(
 
 
 def end_channel(
-    engine: DispatchEngine, row: OfferChannel, state: ChannelState,
-    error_code: int | None = None, *, detail: str | None = None,
+    engine: DispatchEngine,
+    row: OfferChannel,
+    state: ChannelState,
+    error_code: int | None = None,
+    *,
+    detail: str | None = None,
 ) -> None:
     """Move a channel to a final state; when none of the offer's channels is live, roll over."""
     if row.state in TERMINAL_CHANNEL_STATES:
@@ -221,12 +290,26 @@ def end_channel(
     row.updated_at = engine.now
     offer = row.offer
     events.record(
-        engine.session, "channel_ended", at=engine.now, account_id=row.account_id,
-        dispatch_id=offer.dispatch_id, offer_id=offer.id, actor=offer.member_name,
-        channel=str(row.channel), state=str(state), error_code=error_code, detail=detail,
+        engine.session,
+        "channel_ended",
+        at=engine.now,
+        account_id=row.account_id,
+        dispatch_id=offer.dispatch_id,
+        offer_id=offer.id,
+        actor=offer.member_name,
+        channel=str(row.channel),
+        state=str(state),
+        error_code=error_code,
+        detail=detail,
     )
-    logger.info("dispatch %d offer %d: %s channel ended as %s%s", offer.dispatch_id, offer.id,
-                row.channel, state, f" (error {error_code})" if error_code else "")
+    logger.info(
+        "dispatch %d offer %d: %s channel ended as %s%s",
+        offer.dispatch_id,
+        offer.id,
+        row.channel,
+        state,
+        f" (error {error_code})" if error_code else "",
+    )
     if offer.state != OfferState.LIVE or any(c.is_live for c in offer.channels):
         return
     dispatch = engine.lock_dispatch(offer.dispatch_id)
@@ -264,12 +347,20 @@ def rollover_due(engine: DispatchEngine, offer_id: int) -> tuple[str, datetime |
             row.state = ChannelState.TIMED_OUT
             row.updated_at = engine.now
     events.record(
-        engine.session, "rollover", at=engine.now, account_id=dispatch.account_id,
-        dispatch_id=dispatch.id, offer_id=offer.id, actor=offer.member_name,
-        reason="timed_out", deadline=offer.deadline.isoformat(), late_by_seconds=late_by,
+        engine.session,
+        "rollover",
+        at=engine.now,
+        account_id=dispatch.account_id,
+        dispatch_id=dispatch.id,
+        offer_id=offer.id,
+        actor=offer.member_name,
+        reason="timed_out",
+        deadline=offer.deadline.isoformat(),
+        late_by_seconds=late_by,
     )
-    logger.info("dispatch %d offer %d: timed out, rollover late by %.1fs",
-                dispatch.id, offer.id, late_by)
+    logger.info(
+        "dispatch %d offer %d: timed out, rollover late by %.1fs", dispatch.id, offer.id, late_by
+    )
     _after_offer_closed(engine, dispatch, offer)
     return "rolled_over", None
 
@@ -277,8 +368,12 @@ def rollover_due(engine: DispatchEngine, offer_id: int) -> tuple[str, datetime |
 def _after_offer_closed(engine: DispatchEngine, dispatch: Dispatch, offer: Offer) -> None:
     if offer.kind == OfferKind.ESCALATION:
         events.record(
-            engine.session, "escalation_unanswered", at=engine.now,
-            account_id=dispatch.account_id, dispatch_id=dispatch.id, offer_id=offer.id,
+            engine.session,
+            "escalation_unanswered",
+            at=engine.now,
+            account_id=dispatch.account_id,
+            dispatch_id=dispatch.id,
+            offer_id=offer.id,
             reason=offer.close_reason,
         )
         return

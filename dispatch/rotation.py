@@ -17,7 +17,9 @@ class Pick:
     skipped: tuple[tuple[str, str], ...]  # (member key, reason) in the order they were passed over
 
 
-def start_position(order: Sequence[str], pointer_key: str | None, pointer_position: int | None) -> int:
+def start_position(
+    order: Sequence[str], pointer_key: str | None, pointer_position: int | None
+) -> int:
     """Return the index to start searching from: just after the pointer.
 
     When the last-offered member has left the pool, the rotation continues from the position

@@ -61,8 +61,14 @@ def handle_inbound_sms(engine: DispatchEngine, account: Account, sms: InboundSms
     sender = normalize_sender(sms.from_raw)
     reply = classify_reply(sms.body, sms.opt_out_type, sms.num_media)
     if sender is None:
-        events.record(engine.session, "unparseable_sender", at=engine.now,
-                      account_id=account.id, sid=sms.sid, sender_raw=sms.from_raw)
+        events.record(
+            engine.session,
+            "unparseable_sender",
+            at=engine.now,
+            account_id=account.id,
+            sid=sms.sid,
+            sender_raw=sms.from_raw,
+        )
         logger.warning("sms %s: sender could not be parsed; ignored", sms.sid)
         return SmsOutcome("unparseable_sender")
 
@@ -79,13 +85,23 @@ def handle_inbound_sms(engine: DispatchEngine, account: Account, sms: InboundSms
 
 
 def _handle_keyword(
-    engine: DispatchEngine, account: Account, profile: Profile, sms: InboundSms, sender: str,
+    engine: DispatchEngine,
+    account: Account,
+    profile: Profile,
+    sms: InboundSms,
+    sender: str,
     reply: Reply,
 ) -> SmsOutcome | None:
     sms_sender = sms.messaging_service_sid or sms.to
     if reply.kind == ReplyKind.OPT_OUT:
-        record_opt_out(engine, sender, sms_sender, account_id=account.id, dispatch_id=None,
-                       source=f"inbound {sms.sid}")
+        record_opt_out(
+            engine,
+            sender,
+            sms_sender,
+            account_id=account.id,
+            dispatch_id=None,
+            source=f"inbound {sms.sid}",
+        )
         # Twilio confirms an opt-out itself; a text from us now would be blocked anyway.
         for row in _live_sms_channels(engine, account.id, sender):
             end_channel(engine, row, ChannelState.OPTED_OUT, detail="member texted an opt-out word")
@@ -94,24 +110,41 @@ def _handle_keyword(
         clear_opt_out(engine, sender, [sms_sender, *sms_senders(profile)], account_id=account.id)
         return SmsOutcome("opt_in")
     if reply.kind == ReplyKind.HELP:
-        _auto_reply(engine, account, profile, sender, sms, "help_reply",
-                    f"{profile.account.name} dispatch line. {messages.SMS_HELP}")
+        _auto_reply(
+            engine,
+            account,
+            profile,
+            sender,
+            sms,
+            "help_reply",
+            f"{profile.account.name} dispatch line. {messages.SMS_HELP}",
+        )
         return SmsOutcome("help")
     return None
 
 
 def _live_sms_channels(engine: DispatchEngine, account_id: int, number: str) -> list[OfferChannel]:
-    return list(engine.session.execute(
-        select(OfferChannel).join(Offer, Offer.id == OfferChannel.offer_id).where(
-            OfferChannel.account_id == account_id,
-            OfferChannel.channel == Channel.SMS,
-            OfferChannel.to_number == number,
-            OfferChannel.state.in_([ChannelState.PENDING, ChannelState.SENDING,
-                                    ChannelState.UNCERTAIN, ChannelState.SENT,
-                                    ChannelState.DELIVERED]),
-            Offer.state == OfferState.LIVE,
-        )
-    ).scalars())
+    return list(
+        engine.session.execute(
+            select(OfferChannel)
+            .join(Offer, Offer.id == OfferChannel.offer_id)
+            .where(
+                OfferChannel.account_id == account_id,
+                OfferChannel.channel == Channel.SMS,
+                OfferChannel.to_number == number,
+                OfferChannel.state.in_(
+                    [
+                        ChannelState.PENDING,
+                        ChannelState.SENDING,
+                        ChannelState.UNCERTAIN,
+                        ChannelState.SENT,
+                        ChannelState.DELIVERED,
+                    ]
+                ),
+                Offer.state == OfferState.LIVE,
+            )
+        ).scalars()
+    )
 
 
 def _candidate_account_ids(engine: DispatchEngine, account: Account, sms: InboundSms) -> list[int]:
@@ -134,26 +167,43 @@ def _members_for_sender(
     engine: DispatchEngine, account: Account, sms: InboundSms, sender: str
 ) -> list[Member]:
     account_ids = _candidate_account_ids(engine, account, sms)
-    return list(engine.session.execute(
-        select(Member).where(
-            Member.account_id.in_(account_ids),
-            or_(Member.sms_number == sender, Member.voice_number == sender),
-        )
-    ).scalars())
+    return list(
+        engine.session.execute(
+            select(Member).where(
+                Member.account_id.in_(account_ids),
+                or_(Member.sms_number == sender, Member.voice_number == sender),
+            )
+        ).scalars()
+    )
 
 
 def _handle_member_reply(
-    engine: DispatchEngine, account: Account, profile: Profile, sms: InboundSms, sender: str,
-    reply: Reply, members: list[Member],
+    engine: DispatchEngine,
+    account: Account,
+    profile: Profile,
+    sms: InboundSms,
+    sender: str,
+    reply: Reply,
+    members: list[Member],
 ) -> SmsOutcome:
     member_ids = [m.id for m in members]
     names = ", ".join(m.key for m in members)
     # The dispatch log keeps every staff reply as received, normalised and classified, so an
     # admin can see why a text did or did not count as an accept.
-    events.record(engine.session, "reply_received", at=engine.now, account_id=account.id,
-                  sid=sms.sid, member=names, body=sms.body, normalized=reply.normalized,
-                  classification=str(reply.kind), code=reply.code, to=sms.to,
-                  messaging_service_sid=sms.messaging_service_sid)
+    events.record(
+        engine.session,
+        "reply_received",
+        at=engine.now,
+        account_id=account.id,
+        sid=sms.sid,
+        member=names,
+        body=sms.body,
+        normalized=reply.normalized,
+        classification=str(reply.kind),
+        code=reply.code,
+        to=sms.to,
+        messaging_service_sid=sms.messaging_service_sid,
+    )
     if reply.kind == ReplyKind.CODE_ONLY and reply.code:
         _member_reply(engine, account, profile, sender, sms, messages.sms_code_only(reply.code))
         return SmsOutcome("code_only")
@@ -163,21 +213,36 @@ def _handle_member_reply(
     if reply.code:
         dispatch = _member_dispatch_by_code(engine, member_ids, reply.code)
         if dispatch is None:
-            _member_reply(engine, account, profile, sender, sms,
-                          f"No dispatch {reply.code} was offered to you. {messages.SMS_HELP}")
+            _member_reply(
+                engine,
+                account,
+                profile,
+                sender,
+                sms,
+                f"No dispatch {reply.code} was offered to you. {messages.SMS_HELP}",
+            )
             _log_unsolicited(engine, account, sms, names, f"unknown code {reply.code}")
             return SmsOutcome("unknown_code")
         return _apply_reply(engine, account, profile, sms, sender, reply, dispatch, member_ids)
 
     open_dispatches = _open_dispatches_for(engine, member_ids)
     if len(open_dispatches) == 1:
-        return _apply_reply(engine, account, profile, sms, sender, reply, open_dispatches[0],
-                            member_ids)
+        return _apply_reply(
+            engine, account, profile, sms, sender, reply, open_dispatches[0], member_ids
+        )
     if len(open_dispatches) > 1:
         codes = [d.code for d in open_dispatches]
         _member_reply(engine, account, profile, sender, sms, messages.sms_which_code(codes))
-        events.record(engine.session, "reply_needs_code", at=engine.now, account_id=account.id,
-                      sid=sms.sid, member=names, codes=codes, body=sms.body)
+        events.record(
+            engine.session,
+            "reply_needs_code",
+            at=engine.now,
+            account_id=account.id,
+            sid=sms.sid,
+            member=names,
+            codes=codes,
+            body=sms.body,
+        )
         return SmsOutcome("ask_code")
 
     recent = _recent_dispatch_for(engine, member_ids)
@@ -191,8 +256,16 @@ def _handle_member_reply(
 def _log_unsolicited(
     engine: DispatchEngine, account: Account, sms: InboundSms, member: str, why: str
 ) -> None:
-    events.record(engine.session, "unsolicited_reply", at=engine.now, account_id=account.id,
-                  sid=sms.sid, member=member, reason=why, body=sms.body)
+    events.record(
+        engine.session,
+        "unsolicited_reply",
+        at=engine.now,
+        account_id=account.id,
+        sid=sms.sid,
+        member=member,
+        reason=why,
+        body=sms.body,
+    )
     logger.info("sms %s: unsolicited_reply from %s (%s)", sms.sid, member, why)
 
 
@@ -203,11 +276,15 @@ def _offers_of(engine: DispatchEngine, dispatch: Dispatch, member_ids: list[int]
 def _open_dispatches_for(engine: DispatchEngine, member_ids: list[int]) -> list[Dispatch]:
     since = engine.now - timedelta(seconds=engine.config.late_accept_seconds)
     rows = engine.session.execute(
-        select(Dispatch).join(Offer, Offer.dispatch_id == Dispatch.id).where(
+        select(Dispatch)
+        .join(Offer, Offer.dispatch_id == Dispatch.id)
+        .where(
             Offer.member_id.in_(member_ids),
             Dispatch.state.in_([DispatchState.OFFERING, DispatchState.UNACKNOWLEDGED]),
             Dispatch.created_at >= since,
-        ).distinct().order_by(Dispatch.id)
+        )
+        .distinct()
+        .order_by(Dispatch.id)
     ).scalars()
     return list(rows)
 
@@ -216,9 +293,13 @@ def _recent_dispatch_for(engine: DispatchEngine, member_ids: list[int]) -> Dispa
     """The member's own most recent acceptance, so a repeated "yes" gets an idempotent reply."""
     since = engine.now - timedelta(seconds=engine.config.late_accept_seconds)
     return engine.session.execute(
-        select(Dispatch).where(
-            Dispatch.acknowledged_member_id.in_(member_ids), Dispatch.created_at >= since,
-        ).order_by(Dispatch.id.desc()).limit(1)
+        select(Dispatch)
+        .where(
+            Dispatch.acknowledged_member_id.in_(member_ids),
+            Dispatch.created_at >= since,
+        )
+        .order_by(Dispatch.id.desc())
+        .limit(1)
     ).scalar_one_or_none()
 
 
@@ -227,15 +308,27 @@ def _member_dispatch_by_code(
 ) -> Dispatch | None:
     since = engine.now - timedelta(days=30)
     return engine.session.execute(
-        select(Dispatch).join(Offer, Offer.dispatch_id == Dispatch.id).where(
-            Offer.member_id.in_(member_ids), Dispatch.code == code, Dispatch.created_at >= since,
-        ).order_by(Dispatch.id.desc()).limit(1)
+        select(Dispatch)
+        .join(Offer, Offer.dispatch_id == Dispatch.id)
+        .where(
+            Offer.member_id.in_(member_ids),
+            Dispatch.code == code,
+            Dispatch.created_at >= since,
+        )
+        .order_by(Dispatch.id.desc())
+        .limit(1)
     ).scalar_one_or_none()
 
 
 def _apply_reply(
-    engine: DispatchEngine, account: Account, profile: Profile, sms: InboundSms, sender: str,
-    reply: Reply, dispatch: Dispatch, member_ids: list[int],
+    engine: DispatchEngine,
+    account: Account,
+    profile: Profile,
+    sms: InboundSms,
+    sender: str,
+    reply: Reply,
+    dispatch: Dispatch,
+    member_ids: list[int],
 ) -> SmsOutcome:
     locked = engine.lock_dispatch(dispatch.id)
     assert locked is not None
@@ -246,41 +339,81 @@ def _apply_reply(
     if reply.kind == ReplyKind.PASS_:
         if pass_offer(engine, locked, offer, channel, via="sms"):
             return SmsOutcome("passed", locked.id)
-        _member_reply(engine, account, profile, sender, sms,
-                      f"Dispatch {locked.code} needs nothing more from you.")
+        _member_reply(
+            engine,
+            account,
+            profile,
+            sender,
+            sms,
+            f"Dispatch {locked.code} needs nothing more from you.",
+        )
         return SmsOutcome("late_pass", locked.id)
 
     result = accept(engine, locked, offer, channel, via="sms")
     if result.outcome == "accepted":
         return SmsOutcome("accepted", locked.id)
     by_you = result.outcome == "already_yours"
-    text = messages.already_handled(result.by_name or "another technician",
-                                    result.at or engine.now, dispatch_profile.zone, locked.code,
-                                    by_you=by_you)
+    text = messages.already_handled(
+        result.by_name or "another technician",
+        result.at or engine.now,
+        dispatch_profile.zone,
+        locked.code,
+        by_you=by_you,
+    )
     if result.outcome == "expired":
         text = f"Dispatch {locked.code} can no longer be accepted. No action needed."
     _member_reply(engine, account, profile, sender, sms, text)
-    events.record(engine.session, "late_reply", at=engine.now, account_id=locked.account_id,
-                  dispatch_id=locked.id, offer_id=offer.id, actor=offer.member_name,
-                  closed_dispatch=locked.id, outcome=result.outcome, sid=sms.sid, body=sms.body)
-    logger.info("dispatch %d offer %d: late_reply closed_dispatch=%d (%s)", locked.id, offer.id,
-                locked.id, result.outcome)
+    events.record(
+        engine.session,
+        "late_reply",
+        at=engine.now,
+        account_id=locked.account_id,
+        dispatch_id=locked.id,
+        offer_id=offer.id,
+        actor=offer.member_name,
+        closed_dispatch=locked.id,
+        outcome=result.outcome,
+        sid=sms.sid,
+        body=sms.body,
+    )
+    logger.info(
+        "dispatch %d offer %d: late_reply closed_dispatch=%d (%s)",
+        locked.id,
+        offer.id,
+        locked.id,
+        result.outcome,
+    )
     return SmsOutcome(f"late_reply:{result.outcome}", locked.id)
 
 
 def _unrecognised_member_text(
-    engine: DispatchEngine, account: Account, profile: Profile, sms: InboundSms, sender: str,
-    member_ids: list[int], reply: Reply,
+    engine: DispatchEngine,
+    account: Account,
+    profile: Profile,
+    sms: InboundSms,
+    sender: str,
+    member_ids: list[int],
+    reply: Reply,
 ) -> SmsOutcome:
     """Send one help reply per live offer; the offer stays open and its window is not reset."""
     live = engine.session.execute(
-        select(Offer).where(Offer.member_id.in_(member_ids), Offer.state == OfferState.LIVE)
-        .order_by(Offer.id.desc()).limit(1)
+        select(Offer)
+        .where(Offer.member_id.in_(member_ids), Offer.state == OfferState.LIVE)
+        .order_by(Offer.id.desc())
+        .limit(1)
     ).scalar_one_or_none()
-    events.record(engine.session, "unrecognised_reply", at=engine.now, account_id=account.id,
-                  dispatch_id=live.dispatch_id if live else None,
-                  offer_id=live.id if live else None, sid=sms.sid, body=sms.body,
-                  normalized=reply.normalized, classification=str(reply.kind))
+    events.record(
+        engine.session,
+        "unrecognised_reply",
+        at=engine.now,
+        account_id=account.id,
+        dispatch_id=live.dispatch_id if live else None,
+        offer_id=live.id if live else None,
+        sid=sms.sid,
+        body=sms.body,
+        normalized=reply.normalized,
+        classification=str(reply.kind),
+    )
     if live is None or live.help_replies > 0:
         return SmsOutcome("unrecognised")
     live.help_replies += 1
@@ -289,33 +422,63 @@ def _unrecognised_member_text(
 
 
 def _member_reply(
-    engine: DispatchEngine, account: Account, profile: Profile, to: str, sms: InboundSms,
+    engine: DispatchEngine,
+    account: Account,
+    profile: Profile,
+    to: str,
+    sms: InboundSms,
     body: str,
 ) -> None:
-    engine.queue_sms(None, to=to, body=body, purpose="member_reply", account_id=account.id,
-                     from_number=sms.messaging_service_sid or sms.to,
-                     dedup_key=f"reply:{sms.sid}")
+    engine.queue_sms(
+        None,
+        to=to,
+        body=body,
+        purpose="member_reply",
+        account_id=account.id,
+        from_number=sms.messaging_service_sid or sms.to,
+        dedup_key=f"reply:{sms.sid}",
+    )
 
 
 def _auto_reply(
-    engine: DispatchEngine, account: Account, profile: Profile, to: str, sms: InboundSms,
-    purpose: str, body: str, dispatch: Dispatch | None = None,
+    engine: DispatchEngine,
+    account: Account,
+    profile: Profile,
+    to: str,
+    sms: InboundSms,
+    purpose: str,
+    body: str,
+    dispatch: Dispatch | None = None,
 ) -> bool:
     """Send an automatic reply unless this sender already got the hourly maximum."""
     since = engine.now - timedelta(hours=1)
     sent = engine.session.execute(
         select(func.count(OutboxMessage.id)).where(
-            OutboxMessage.to_number == to, OutboxMessage.created_at >= since,
+            OutboxMessage.to_number == to,
+            OutboxMessage.created_at >= since,
             OutboxMessage.purpose.in_(AUTO_REPLY_PURPOSES),
         )
     ).scalar_one()
     if sent >= engine.config.max_auto_replies_per_sender_per_hour:
-        events.record(engine.session, "auto_reply_capped", at=engine.now, account_id=account.id,
-                      dispatch_id=dispatch.id if dispatch else None, to=to, purpose=purpose)
+        events.record(
+            engine.session,
+            "auto_reply_capped",
+            at=engine.now,
+            account_id=account.id,
+            dispatch_id=dispatch.id if dispatch else None,
+            to=to,
+            purpose=purpose,
+        )
         return False
-    engine.queue_sms(dispatch, to=to, body=body, purpose=purpose, account_id=account.id,
-                     from_number=sms.messaging_service_sid or sms.to,
-                     dedup_key=f"{purpose}:{sms.sid}")
+    engine.queue_sms(
+        dispatch,
+        to=to,
+        body=body,
+        purpose=purpose,
+        account_id=account.id,
+        from_number=sms.messaging_service_sid or sms.to,
+        dedup_key=f"{purpose}:{sms.sid}",
+    )
     return True
 
 
@@ -324,17 +487,32 @@ def _handle_caller_followup(
 ) -> SmsOutcome | None:
     since = engine.now - timedelta(seconds=engine.config.followup_seconds)
     dispatch = engine.session.execute(
-        select(Dispatch).where(
-            Dispatch.account_id == account.id, Dispatch.caller_number == sender,
-            or_(Dispatch.state.in_([DispatchState.INTAKE, DispatchState.OFFERING,
-                                    DispatchState.UNACKNOWLEDGED]),
-                Dispatch.settled_at >= since),
-        ).order_by(Dispatch.id.desc()).limit(1)
+        select(Dispatch)
+        .where(
+            Dispatch.account_id == account.id,
+            Dispatch.caller_number == sender,
+            or_(
+                Dispatch.state.in_(
+                    [DispatchState.INTAKE, DispatchState.OFFERING, DispatchState.UNACKNOWLEDGED]
+                ),
+                Dispatch.settled_at >= since,
+            ),
+        )
+        .order_by(Dispatch.id.desc())
+        .limit(1)
     ).scalar_one_or_none()
     if dispatch is None:
         return None
-    events.record(engine.session, "caller_followup", at=engine.now, account_id=account.id,
-                  dispatch_id=dispatch.id, sid=sms.sid, body=sms.body, via="sms")
+    events.record(
+        engine.session,
+        "caller_followup",
+        at=engine.now,
+        account_id=account.id,
+        dispatch_id=dispatch.id,
+        sid=sms.sid,
+        body=sms.body,
+        via="sms",
+    )
     logger.info("dispatch %d: caller_followup by sms %s", dispatch.id, sms.sid)
     forward_followup(engine, dispatch, profile, sms.body, key=sms.sid)
     return SmsOutcome("caller_followup", dispatch.id)
@@ -353,14 +531,21 @@ def forward_followup(
         if member is not None and member.sms_number:
             holders.append(member.sms_number)
     if profile.account.phi or not body:
-        text = (f"{profile.account.name}: the caller of dispatch {dispatch.code} got in touch "
-                f"again. Call {dispatch.answering_number} to be connected.")
+        text = (
+            f"{profile.account.name}: the caller of dispatch {dispatch.code} got in touch "
+            f"again. Call {dispatch.answering_number} to be connected."
+        )
     else:
         text = f"{profile.account.name}: dispatch {dispatch.code} caller adds: {body}"
     for number in holders:
-        engine.queue_sms(dispatch, to=number, body=text[:messages.SMS_MAX_CHARS],
-                         purpose="followup_forward", from_number=sms_from(profile),
-                         dedup_key=f"followup:{key}:{number}")
+        engine.queue_sms(
+            dispatch,
+            to=number,
+            body=text[: messages.SMS_MAX_CHARS],
+            purpose="followup_forward",
+            from_number=sms_from(profile),
+            dedup_key=f"followup:{key}:{number}",
+        )
 
 
 def caller_over_limit(engine: DispatchEngine, account: Account, caller: str | None) -> bool:
@@ -369,7 +554,8 @@ def caller_over_limit(engine: DispatchEngine, account: Account, caller: str | No
     since = engine.now - timedelta(hours=1)
     count = engine.session.execute(
         select(func.count(Dispatch.id)).where(
-            Dispatch.account_id == account.id, Dispatch.caller_number == caller,
+            Dispatch.account_id == account.id,
+            Dispatch.caller_number == caller,
             Dispatch.created_at >= since,
         )
     ).scalar_one()
@@ -380,51 +566,100 @@ def _new_dispatch(
     engine: DispatchEngine, account: Account, profile: Profile, sms: InboundSms, sender: str
 ) -> SmsOutcome:
     if caller_over_limit(engine, account, sender):
-        events.record(engine.session, "rate_limited", at=engine.now, account_id=account.id,
-                      sid=sms.sid, caller=sender, limit=engine.config.max_dispatches_per_caller_per_hour)
-        logger.warning("sms %s: caller %s over the hourly dispatch limit; nobody paged",
-                       sms.sid, mask(sender))
+        events.record(
+            engine.session,
+            "rate_limited",
+            at=engine.now,
+            account_id=account.id,
+            sid=sms.sid,
+            caller=sender,
+            limit=engine.config.max_dispatches_per_caller_per_hour,
+        )
+        logger.warning(
+            "sms %s: caller %s over the hourly dispatch limit; nobody paged", sms.sid, mask(sender)
+        )
         return SmsOutcome("rate_limited")
     route = match_route(profile, sms.to, engine.now, "sms", None)
     dispatch = engine.create_dispatch(
-        account=account, source=Channel.SMS, source_sid=sms.sid, answering_number=sms.to,
-        caller_number=sender, caller_raw=sms.from_raw, caller_withheld=False,
-        route_key=route.key if route else None, reason=sms.body or None,
+        account=account,
+        source=Channel.SMS,
+        source_sid=sms.sid,
+        answering_number=sms.to,
+        caller_number=sender,
+        caller_raw=sms.from_raw,
+        caller_withheld=False,
+        route_key=route.key if route else None,
+        reason=sms.body or None,
     )
     if route is None:
         engine.no_one_available(dispatch, "no_route")
         return SmsOutcome("no_route", dispatch.id)
     if route.action == "page":
-        _auto_reply(engine, account, profile, sender, sms, "caller_received",
-                    messages.caller_received(profile.account.name,
-                                             profile.account.promised_response_minutes),
-                    dispatch)
+        _auto_reply(
+            engine,
+            account,
+            profile,
+            sender,
+            sms,
+            "caller_received",
+            messages.caller_received(
+                profile.account.name, profile.account.promised_response_minutes
+            ),
+            dispatch,
+        )
         engine.begin_offering(dispatch)
         return SmsOutcome("new_dispatch", dispatch.id)
     settle_without_paging(engine, dispatch, profile, route.action, route.forward_to)
     if route.action == "message":
-        _auto_reply(engine, account, profile, sender, sms, "caller_received",
-                    f"{profile.account.name}: we have your message and the office will reply "
-                    "when it opens.", dispatch)
+        _auto_reply(
+            engine,
+            account,
+            profile,
+            sender,
+            sms,
+            "caller_received",
+            f"{profile.account.name}: we have your message and the office will reply "
+            "when it opens.",
+            dispatch,
+        )
     return SmsOutcome(f"route_{route.action}", dispatch.id)
 
 
 def settle_without_paging(
-    engine: DispatchEngine, dispatch: Dispatch, profile: Profile, action: str,
+    engine: DispatchEngine,
+    dispatch: Dispatch,
+    profile: Profile,
+    action: str,
     forward_to: str | None,
 ) -> None:
     """Settle a dispatch whose route takes a message or forwards it."""
     dispatch.settled_at = engine.now
     if action == "message":
         dispatch.state = DispatchState.MESSAGE_TAKEN
-        events.record(engine.session, "message_taken", at=engine.now,
-                      account_id=dispatch.account_id, dispatch_id=dispatch.id,
-                      reason=dispatch.reason)
+        events.record(
+            engine.session,
+            "message_taken",
+            at=engine.now,
+            account_id=dispatch.account_id,
+            dispatch_id=dispatch.id,
+            reason=dispatch.reason,
+        )
         return
     dispatch.state = DispatchState.FORWARDED
-    events.record(engine.session, "forwarded", at=engine.now, account_id=dispatch.account_id,
-                  dispatch_id=dispatch.id, forward_to=forward_to)
+    events.record(
+        engine.session,
+        "forwarded",
+        at=engine.now,
+        account_id=dispatch.account_id,
+        dispatch_id=dispatch.id,
+        forward_to=forward_to,
+    )
     if dispatch.source == Channel.SMS and forward_to:
         text = f"{profile.account.name}: text from {dispatch.caller_number}: {dispatch.reason}"
-        engine.queue_sms(dispatch, to=forward_to, body=text[:messages.SMS_MAX_CHARS],
-                         purpose="forward_text", from_number=sms_from(profile))
+        engine.queue_sms(
+            dispatch,
+            to=forward_to,
+            body=text[: messages.SMS_MAX_CHARS],
+            purpose="forward_text",
+            from_number=sms_from(profile),
+        )

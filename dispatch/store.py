@@ -67,8 +67,12 @@ def store_profile(
         select(Account).where(Account.key == profile.account.key).with_for_update()
     ).scalar_one_or_none()
     if account is None:
-        account = Account(key=profile.account.key, name=profile.account.name,
-                          time_zone=profile.account.time_zone, created_at=now)
+        account = Account(
+            key=profile.account.key,
+            name=profile.account.name,
+            time_zone=profile.account.time_zone,
+            created_at=now,
+        )
         session.add(account)
         session.flush()
         session.add(ChainHead(chain=account.id, seq=0, hash=events.GENESIS_HASH))
@@ -96,8 +100,14 @@ def store_profile(
     _sync_numbers(session, account.id, profile)
     _sync_members(session, account.id, profile)
     events.record(
-        session, "profile_imported", at=now, account_id=account.id, actor=author,
-        version=version.version, reason=reason, warnings=list(loaded.warnings),
+        session,
+        "profile_imported",
+        at=now,
+        account_id=account.id,
+        actor=author,
+        version=version.version,
+        reason=reason,
+        warnings=list(loaded.warnings),
     )
     logger.info("account %s: profile version %d stored by %s", account.key, version.version, author)
     return ImportResult(account.id, version.version, True, diff, list(loaded.warnings))
@@ -114,9 +124,11 @@ def _apply_account_fields(account: Account, profile: Profile, version_id: int) -
 
 def _sync_numbers(session: Session, account_id: int, profile: Profile) -> None:
     wanted = set(profile.account.answering_numbers)
-    rows = session.execute(
-        select(AccountNumber).where(AccountNumber.number.in_(wanted))
-    ).scalars().all()
+    rows = (
+        session.execute(select(AccountNumber).where(AccountNumber.number.in_(wanted)))
+        .scalars()
+        .all()
+    )
     taken = {row.number: row for row in rows}
     for number, row in taken.items():
         if row.account_id != account_id:
@@ -180,7 +192,8 @@ def account_for_number(session: Session, number: str | None) -> Account | None:
     if not number:
         return None
     return session.execute(
-        select(Account).join(AccountNumber, AccountNumber.account_id == Account.id)
+        select(Account)
+        .join(AccountNumber, AccountNumber.account_id == Account.id)
         .where(AccountNumber.number == number)
     ).scalar_one_or_none()
 

@@ -83,9 +83,13 @@ def _offer_text(engine: DispatchEngine, dispatch: Dispatch) -> str:
         spoken = "caller ID withheld, no callback number"
     else:
         spoken = "none"
-    return messages.voice_offer(account_name=profile.account.name, code=dispatch.code,
-                                phi=profile.account.phi, reason=dispatch.reason,
-                                callback_spoken=spoken)
+    return messages.voice_offer(
+        account_name=profile.account.name,
+        code=dispatch.code,
+        phi=profile.account.phi,
+        reason=dispatch.reason,
+        callback_spoken=spoken,
+    )
 
 
 def _details_after_accept(engine: DispatchEngine, dispatch: Dispatch) -> str | None:
@@ -118,16 +122,30 @@ def offer_script(engine: DispatchEngine, channel_id: int) -> Script:
         return ended(messages.VOICE_TAKEN)
     if row.answered_by and row.answered_by.startswith("machine"):
         return ended(messages.VOICE_MACHINE)
-    if row.state in (ChannelState.QUEUED, ChannelState.RINGING, ChannelState.SENDING,
-                     ChannelState.UNCERTAIN, ChannelState.PENDING):
+    if row.state in (
+        ChannelState.QUEUED,
+        ChannelState.RINGING,
+        ChannelState.SENDING,
+        ChannelState.UNCERTAIN,
+        ChannelState.PENDING,
+    ):
         row.state = ChannelState.IN_PROGRESS
         row.updated_at = engine.now
-    events.record(engine.session, "offer_call_answered", at=engine.now,
-                  account_id=dispatch.account_id, dispatch_id=dispatch.id, offer_id=row.offer_id,
-                  actor=row.offer.member_name, sid=row.provider_sid)
+    events.record(
+        engine.session,
+        "offer_call_answered",
+        at=engine.now,
+        account_id=dispatch.account_id,
+        dispatch_id=dispatch.id,
+        offer_id=row.offer_id,
+        actor=row.offer.member_name,
+        sid=row.provider_sid,
+    )
     text = _offer_text(engine, dispatch)
-    return [_offer_gather(channel_id, 1, (text, messages.VOICE_PROMPT)),
-            Redirect(f"/twilio/offer/{channel_id}/gather?prompt=1")]
+    return [
+        _offer_gather(channel_id, 1, (text, messages.VOICE_PROMPT)),
+        Redirect(f"/twilio/offer/{channel_id}/gather?prompt=1"),
+    ]
 
 
 def gather_result(engine: DispatchEngine, channel_id: int, prompt: int, digits: str) -> Script:
@@ -138,9 +156,17 @@ def gather_result(engine: DispatchEngine, channel_id: int, prompt: int, digits: 
         return ended(messages.VOICE_TAKEN)
     row, dispatch = loaded
     offer = row.offer
-    events.record(engine.session, "keypress", at=engine.now, account_id=dispatch.account_id,
-                  dispatch_id=dispatch.id, offer_id=offer.id, actor=offer.member_name,
-                  digits=digits, prompt=prompt)
+    events.record(
+        engine.session,
+        "keypress",
+        at=engine.now,
+        account_id=dispatch.account_id,
+        dispatch_id=dispatch.id,
+        offer_id=offer.id,
+        actor=offer.member_name,
+        digits=digits,
+        prompt=prompt,
+    )
     if digits == "1":
         return _accept_by_key(engine, row, dispatch)
     if digits == "2":
@@ -151,13 +177,17 @@ def gather_result(engine: DispatchEngine, channel_id: int, prompt: int, digits: 
     if digits == "9" and row.repeats < MAX_REPEATS:
         row.repeats += 1
         text = _offer_text(engine, dispatch)
-        return [_offer_gather(channel_id, prompt + 1, (text, messages.VOICE_PROMPT)),
-                Redirect(f"/twilio/offer/{channel_id}/gather?prompt={prompt + 1}")]
+        return [
+            _offer_gather(channel_id, prompt + 1, (text, messages.VOICE_PROMPT)),
+            Redirect(f"/twilio/offer/{channel_id}/gather?prompt={prompt + 1}"),
+        ]
     if digits == "9" or row.prompts < MAX_REPROMPTS:
         if digits != "9":
             row.prompts += 1
-        return [_offer_gather(channel_id, prompt + 1, (messages.VOICE_PROMPT,)),
-                Redirect(f"/twilio/offer/{channel_id}/gather?prompt={prompt + 1}")]
+        return [
+            _offer_gather(channel_id, prompt + 1, (messages.VOICE_PROMPT,)),
+            Redirect(f"/twilio/offer/{channel_id}/gather?prompt={prompt + 1}"),
+        ]
     end_channel(engine, row, ChannelState.NO_KEYPRESS, detail="no valid key after a re-prompt")
     return ended(messages.VOICE_NO_KEYPRESS)
 
@@ -165,16 +195,26 @@ def gather_result(engine: DispatchEngine, channel_id: int, prompt: int, digits: 
 def _accept_by_key(engine: DispatchEngine, row: OfferChannel, dispatch: Dispatch) -> Script:
     result = accept(engine, dispatch, row.offer, row, via="keypress")
     if result.outcome in ("already_handled", "expired"):
-        events.record(engine.session, "late_keypress", at=engine.now,
-                      account_id=dispatch.account_id, dispatch_id=dispatch.id,
-                      offer_id=row.offer_id, actor=row.offer.member_name,
-                      outcome=result.outcome, held_by=result.by_name)
-        logger.info("dispatch %d offer %d: late_keypress (%s)", dispatch.id, row.offer_id,
-                    result.outcome)
-        return ended("This job was already handled by another technician. No action is needed. "
-                     "Goodbye.")
-    script: Script = [Say(messages.voice_accepted(dispatch.code,
-                                                  dispatch.callback_number is not None))]
+        events.record(
+            engine.session,
+            "late_keypress",
+            at=engine.now,
+            account_id=dispatch.account_id,
+            dispatch_id=dispatch.id,
+            offer_id=row.offer_id,
+            actor=row.offer.member_name,
+            outcome=result.outcome,
+            held_by=result.by_name,
+        )
+        logger.info(
+            "dispatch %d offer %d: late_keypress (%s)", dispatch.id, row.offer_id, result.outcome
+        )
+        return ended(
+            "This job was already handled by another technician. No action is needed. Goodbye."
+        )
+    script: Script = [
+        Say(messages.voice_accepted(dispatch.code, dispatch.callback_number is not None))
+    ]
     details = _details_after_accept(engine, dispatch)
     if details:
         script.insert(1, Say(details))
@@ -182,12 +222,23 @@ def _accept_by_key(engine: DispatchEngine, row: OfferChannel, dispatch: Dispatch
         script.append(Hangup())
         return script
     dispatch.connected_at = engine.now
-    events.record(engine.session, "callback_dialled", at=engine.now,
-                  account_id=dispatch.account_id, dispatch_id=dispatch.id, offer_id=row.offer_id,
-                  actor=row.offer.member_name,
-                  seconds_to_callback=round((engine.now - dispatch.created_at).total_seconds(), 3))
-    script.append(Dial(number=dispatch.callback_number, caller_id=dispatch.answering_number,
-                       action=f"/twilio/offer/{row.id}/dial-status"))
+    events.record(
+        engine.session,
+        "callback_dialled",
+        at=engine.now,
+        account_id=dispatch.account_id,
+        dispatch_id=dispatch.id,
+        offer_id=row.offer_id,
+        actor=row.offer.member_name,
+        seconds_to_callback=round((engine.now - dispatch.created_at).total_seconds(), 3),
+    )
+    script.append(
+        Dial(
+            number=dispatch.callback_number,
+            caller_id=dispatch.answering_number,
+            action=f"/twilio/offer/{row.id}/dial-status",
+        )
+    )
     return script
 
 
@@ -199,8 +250,15 @@ def machine_detected(engine: DispatchEngine, channel_id: int, answered_by: str) 
         return "orphan"
     row, dispatch = loaded
     row.answered_by = answered_by
-    events.record(engine.session, "answered_by", at=engine.now, account_id=dispatch.account_id,
-                  dispatch_id=dispatch.id, offer_id=row.offer_id, answered_by=answered_by)
+    events.record(
+        engine.session,
+        "answered_by",
+        at=engine.now,
+        account_id=dispatch.account_id,
+        dispatch_id=dispatch.id,
+        offer_id=row.offer_id,
+        answered_by=answered_by,
+    )
     if not answered_by.startswith("machine") and answered_by != "fax":
         return "human"
     if row.state in (ChannelState.QUEUED, ChannelState.RINGING, ChannelState.IN_PROGRESS):
@@ -219,7 +277,13 @@ def dial_finished(engine: DispatchEngine, channel_id: int, status: str) -> Scrip
     loaded = _load(engine, channel_id)
     if loaded is not None:
         row, dispatch = loaded
-        events.record(engine.session, "bridge_ended", at=engine.now,
-                      account_id=dispatch.account_id, dispatch_id=dispatch.id,
-                      offer_id=row.offer_id, dial_status=status)
+        events.record(
+            engine.session,
+            "bridge_ended",
+            at=engine.now,
+            account_id=dispatch.account_id,
+            dispatch_id=dispatch.id,
+            offer_id=row.offer_id,
+            dial_status=status,
+        )
     return [Hangup()]

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select
 
-from dispatch import events, messages
+from dispatch import events
 from dispatch.engine import DispatchEngine
 from dispatch.models import (
     Account,
@@ -48,19 +48,34 @@ def inbound_call(
         if followup is not None:
             return followup
         if caller_over_limit(engine, account, caller):
-            events.record(engine.session, "rate_limited", at=engine.now, account_id=account.id,
-                          sid=call_sid, caller=caller)
-            logger.warning("call %s: caller %s over the hourly limit; nobody paged", call_sid,
-                           mask(caller))
-            return ended(f"Thank you for calling {profile.account.name}. We already have your "
-                         "recent requests and will call you back. Goodbye.")
+            events.record(
+                engine.session,
+                "rate_limited",
+                at=engine.now,
+                account_id=account.id,
+                sid=call_sid,
+                caller=caller,
+            )
+            logger.warning(
+                "call %s: caller %s over the hourly limit; nobody paged", call_sid, mask(caller)
+            )
+            return ended(
+                f"Thank you for calling {profile.account.name}. We already have your "
+                "recent requests and will call you back. Goodbye."
+            )
 
     asks_menu = needs_menu(profile, to, engine.now)
     route = None if asks_menu else match_route(profile, to, engine.now, "voice", None)
     dispatch = engine.create_dispatch(
-        account=account, source=Channel.VOICE, source_sid=call_sid, answering_number=to,
-        caller_number=caller, caller_raw=from_raw, caller_withheld=withheld,
-        route_key=route.key if route else None, intake_seconds=engine.config.intake_seconds,
+        account=account,
+        source=Channel.VOICE,
+        source_sid=call_sid,
+        answering_number=to,
+        caller_number=caller,
+        caller_raw=from_raw,
+        caller_withheld=withheld,
+        route_key=route.key if route else None,
+        intake_seconds=engine.config.intake_seconds,
     )
     script: Script = [Say(profile.caller_script.greeting)]
     if profile.caller_script.recording_notice:
@@ -75,16 +90,26 @@ def inbound_call(
 def _ask_callback(dispatch: Dispatch) -> Script:
     action = f"/twilio/voice/callback?dispatch={dispatch.id}"
     return [
-        Gather(action=action, num_digits=CALLBACK_DIGITS_MAX, finish_on_key="#", timeout=8,
-               says=("Your caller ID is hidden. Please key in a number where we can call you "
-                     "back, including the area code, then press the pound key. If you do not "
-                     "want to leave a number, just wait.",)),
+        Gather(
+            action=action,
+            num_digits=CALLBACK_DIGITS_MAX,
+            finish_on_key="#",
+            timeout=8,
+            says=(
+                "Your caller ID is hidden. Please key in a number where we can call you "
+                "back, including the area code, then press the pound key. If you do not "
+                "want to leave a number, just wait.",
+            ),
+        ),
         Redirect(action),
     ]
 
 
 def _after_callback(
-    engine: DispatchEngine, dispatch: Dispatch, profile: Profile, asks_menu: bool,
+    engine: DispatchEngine,
+    dispatch: Dispatch,
+    profile: Profile,
+    asks_menu: bool,
     route: Route | None,
 ) -> Script:
     if asks_menu:
@@ -95,8 +120,9 @@ def _after_callback(
 
 
 def _ask_menu(dispatch: Dispatch, profile: Profile, again: bool = False) -> Script:
-    options = " ".join(f"For {option.label}, press {option.digit}."
-                       for option in profile.caller_script.menu)
+    options = " ".join(
+        f"For {option.label}, press {option.digit}." for option in profile.caller_script.menu
+    )
     action = f"/twilio/voice/menu?dispatch={dispatch.id}&attempt={2 if again else 1}"
     return [Gather(action=action, says=(options,)), Redirect(action)]
 
@@ -105,17 +131,32 @@ def _route_chosen(
     engine: DispatchEngine, dispatch: Dispatch, profile: Profile, route: Route
 ) -> Script:
     dispatch.route_key = route.key
-    events.record(engine.session, "route_chosen", at=engine.now, account_id=dispatch.account_id,
-                  dispatch_id=dispatch.id, route=route.key, action=route.action,
-                  menu_choice=dispatch.menu_choice)
+    events.record(
+        engine.session,
+        "route_chosen",
+        at=engine.now,
+        account_id=dispatch.account_id,
+        dispatch_id=dispatch.id,
+        route=route.key,
+        action=route.action,
+        menu_choice=dispatch.menu_choice,
+    )
     if route.action == "forward" and route.forward_to:
         settle_without_paging(engine, dispatch, profile, "forward", route.forward_to)
-        return [Say("Please hold while we connect you."),
-                Dial(number=route.forward_to, caller_id=dispatch.answering_number)]
+        return [
+            Say("Please hold while we connect you."),
+            Dial(number=route.forward_to, caller_id=dispatch.answering_number),
+        ]
     action = f"/twilio/voice/reason?dispatch={dispatch.id}"
     return [
-        Gather(action=action, input="speech dtmf", num_digits=None, finish_on_key="#",
-               timeout=8, says=(profile.caller_script.reason_prompt,)),
+        Gather(
+            action=action,
+            input="speech dtmf",
+            num_digits=None,
+            finish_on_key="#",
+            timeout=8,
+            says=(profile.caller_script.reason_prompt,),
+        ),
         Redirect(action),
     ]
 
@@ -127,16 +168,29 @@ def _no_route(engine: DispatchEngine, dispatch: Dispatch, profile: Profile) -> S
 
 def _connect_to_desk(engine: DispatchEngine, dispatch: Dispatch, profile: Profile) -> Script:
     route = engine.route_for(dispatch, profile)
-    line = (route.fallback_line if route and route.fallback_line else None) \
-        or dispatch.escalation_line
+    line = (
+        route.fallback_line if route and route.fallback_line else None
+    ) or dispatch.escalation_line
     if line is None:
-        return ended("We are sorry, nobody is available to take your call right now. If this "
-                     "is an emergency, hang up and dial 911. Goodbye.")
-    events.record(engine.session, "caller_connected_to_desk", at=engine.now,
-                  account_id=dispatch.account_id, dispatch_id=dispatch.id, line=line)
-    return [Say("Nobody on call is available right now. Please hold while we connect you to "
-                "our answering service."),
-            Dial(number=line, caller_id=dispatch.answering_number)]
+        return ended(
+            "We are sorry, nobody is available to take your call right now. If this "
+            "is an emergency, hang up and dial 911. Goodbye."
+        )
+    events.record(
+        engine.session,
+        "caller_connected_to_desk",
+        at=engine.now,
+        account_id=dispatch.account_id,
+        dispatch_id=dispatch.id,
+        line=line,
+    )
+    return [
+        Say(
+            "Nobody on call is available right now. Please hold while we connect you to "
+            "our answering service."
+        ),
+        Dial(number=line, caller_id=dispatch.answering_number),
+    ]
 
 
 def callback_entered(engine: DispatchEngine, dispatch_id: int, digits: str) -> Script:
@@ -152,12 +206,21 @@ def callback_entered(engine: DispatchEngine, dispatch_id: int, digits: str) -> S
         if number is not None:
             dispatch.callback_number = number
             dispatch.callback_supplied = True
-        events.record(engine.session, "callback_number_entered", at=engine.now,
-                      account_id=dispatch.account_id, dispatch_id=dispatch.id,
-                      valid=number is not None, number=number)
+        events.record(
+            engine.session,
+            "callback_number_entered",
+            at=engine.now,
+            account_id=dispatch.account_id,
+            dispatch_id=dispatch.id,
+            valid=number is not None,
+            number=number,
+        )
     asks_menu = needs_menu(profile, dispatch.answering_number, engine.now)
-    route = None if asks_menu else match_route(profile, dispatch.answering_number, engine.now,
-                                               "voice", None)
+    route = (
+        None
+        if asks_menu
+        else match_route(profile, dispatch.answering_number, engine.now, "voice", None)
+    )
     return _after_callback(engine, dispatch, profile, asks_menu, route)
 
 
@@ -187,14 +250,22 @@ def reason_captured(
         return _tell_caller(engine, dispatch, profile)
     reason = (speech or "").strip() or (f"caller keyed {digits}" if digits else None)
     dispatch.reason = reason
-    events.record(engine.session, "reason_captured", at=engine.now,
-                  account_id=dispatch.account_id, dispatch_id=dispatch.id,
-                  reason=reason, by="speech" if speech else ("keypad" if digits else "none"))
+    events.record(
+        engine.session,
+        "reason_captured",
+        at=engine.now,
+        account_id=dispatch.account_id,
+        dispatch_id=dispatch.id,
+        reason=reason,
+        by="speech" if speech else ("keypad" if digits else "none"),
+    )
     route = engine.route_for(dispatch, profile)
     if route is not None and route.action == "message":
         settle_without_paging(engine, dispatch, profile, "message", None)
-        return ended("Thank you. We have taken your message, and the office will call you "
-                     "back when it opens. Goodbye.")
+        return ended(
+            "Thank you. We have taken your message, and the office will call you "
+            "back when it opens. Goodbye."
+        )
     engine.begin_offering(dispatch)
     return _tell_caller(engine, dispatch, profile)
 
@@ -204,16 +275,17 @@ def _tell_caller(engine: DispatchEngine, dispatch: Dispatch, profile: Profile) -
         return _connect_to_desk(engine, dispatch, profile)
     minutes = profile.account.promised_response_minutes
     who = "the on-call technician"
-    return ended(f"Thank you. We are contacting {who} now. Someone will call you back within "
-                 f"about {minutes} minutes. Your reference number is "
-                 f"{' '.join(dispatch.code)}. Goodbye.")
+    return ended(
+        f"Thank you. We are contacting {who} now. Someone will call you back within "
+        f"about {minutes} minutes. Your reference number is "
+        f"{' '.join(dispatch.code)}. Goodbye."
+    )
 
 
 def inbound_call_ended(engine: DispatchEngine, account: Account, call_sid: str) -> str:
     """A caller hung up: page for a chosen route now, or record an abandoned call."""
     dispatch = engine.session.execute(
-        select(Dispatch).where(Dispatch.account_id == account.id,
-                               Dispatch.source_sid == call_sid)
+        select(Dispatch).where(Dispatch.account_id == account.id, Dispatch.source_sid == call_sid)
     ).scalar_one_or_none()
     if dispatch is None:
         return "no dispatch"
@@ -225,8 +297,14 @@ def inbound_call_ended(engine: DispatchEngine, account: Account, call_sid: str) 
         dispatch.state = DispatchState.ABANDONED
         dispatch.state_reason = "caller hung up before choosing"
         dispatch.settled_at = engine.now
-        events.record(engine.session, "abandoned", at=engine.now, account_id=account.id,
-                      dispatch_id=dispatch.id, reason="caller hung up before choosing")
+        events.record(
+            engine.session,
+            "abandoned",
+            at=engine.now,
+            account_id=account.id,
+            dispatch_id=dispatch.id,
+            reason="caller hung up before choosing",
+        )
         return "abandoned"
     profile = engine.profile_for(account)
     route = engine.route_for(dispatch, profile)
@@ -241,42 +319,69 @@ def _member_bridge(
     engine: DispatchEngine, account: Account, profile: Profile, caller: str, to: str
 ) -> Script | None:
     """Connect a staff member who calls the answering line to the caller of their dispatch."""
-    members = list(engine.session.execute(
-        select(Member).where(Member.account_id == account.id,
-                             or_(Member.voice_number == caller, Member.sms_number == caller))
-    ).scalars())
+    members = list(
+        engine.session.execute(
+            select(Member).where(
+                Member.account_id == account.id,
+                or_(Member.voice_number == caller, Member.sms_number == caller),
+            )
+        ).scalars()
+    )
     if not members:
         return None
     ids = [m.id for m in members]
     since = engine.now - timedelta(seconds=engine.config.late_accept_seconds)
-    held = list(engine.session.execute(
-        select(Dispatch).where(Dispatch.account_id == account.id,
-                               Dispatch.acknowledged_member_id.in_(ids),
-                               Dispatch.created_at >= since)
-        .order_by(Dispatch.id.desc())
-    ).scalars())
-    if not held:
-        offered = list(engine.session.execute(
-            select(Dispatch).join(Offer, Offer.dispatch_id == Dispatch.id).where(
-                Dispatch.account_id == account.id, Offer.member_id.in_(ids),
-                Dispatch.state.in_([DispatchState.OFFERING, DispatchState.UNACKNOWLEDGED]),
+    held = list(
+        engine.session.execute(
+            select(Dispatch)
+            .where(
+                Dispatch.account_id == account.id,
+                Dispatch.acknowledged_member_id.in_(ids),
                 Dispatch.created_at >= since,
-            ).distinct()
-        ).scalars())
+            )
+            .order_by(Dispatch.id.desc())
+        ).scalars()
+    )
+    if not held:
+        offered = list(
+            engine.session.execute(
+                select(Dispatch)
+                .join(Offer, Offer.dispatch_id == Dispatch.id)
+                .where(
+                    Dispatch.account_id == account.id,
+                    Offer.member_id.in_(ids),
+                    Dispatch.state.in_([DispatchState.OFFERING, DispatchState.UNACKNOWLEDGED]),
+                    Dispatch.created_at >= since,
+                )
+                .distinct()
+            ).scalars()
+        )
         if not offered:
             return None
-        return [Say(f"You have an open dispatch offer, job {' '.join(offered[0].code)}. "
-                    "Reply to the text or answer the offer call to accept it. Goodbye."),
-                Hangup()]
+        return [
+            Say(
+                f"You have an open dispatch offer, job {' '.join(offered[0].code)}. "
+                "Reply to the text or answer the offer call to accept it. Goodbye."
+            ),
+            Hangup(),
+        ]
     dispatch = held[0]
     if dispatch.callback_number is None:
         return ended(f"Job {' '.join(dispatch.code)} has no callback number. Goodbye.")
     dispatch.connected_at = dispatch.connected_at or engine.now
-    events.record(engine.session, "bridge_started", at=engine.now, account_id=account.id,
-                  dispatch_id=dispatch.id, member=members[0].key,
-                  seconds_to_callback=round((engine.now - dispatch.created_at).total_seconds(), 3))
-    return [Say(f"Connecting you to the caller for job {' '.join(dispatch.code)}."),
-            Dial(number=dispatch.callback_number, caller_id=to)]
+    events.record(
+        engine.session,
+        "bridge_started",
+        at=engine.now,
+        account_id=account.id,
+        dispatch_id=dispatch.id,
+        member=members[0].key,
+        seconds_to_callback=round((engine.now - dispatch.created_at).total_seconds(), 3),
+    )
+    return [
+        Say(f"Connecting you to the caller for job {' '.join(dispatch.code)}."),
+        Dial(number=dispatch.callback_number, caller_id=to),
+    ]
 
 
 def _caller_followup(
@@ -284,24 +389,42 @@ def _caller_followup(
 ) -> Script | None:
     since = engine.now - timedelta(seconds=engine.config.followup_seconds)
     dispatch = engine.session.execute(
-        select(Dispatch).where(
-            Dispatch.account_id == account.id, Dispatch.caller_number == caller,
-            or_(Dispatch.state.in_([DispatchState.INTAKE, DispatchState.OFFERING,
-                                    DispatchState.UNACKNOWLEDGED]),
-                Dispatch.settled_at >= since),
+        select(Dispatch)
+        .where(
+            Dispatch.account_id == account.id,
+            Dispatch.caller_number == caller,
+            or_(
+                Dispatch.state.in_(
+                    [DispatchState.INTAKE, DispatchState.OFFERING, DispatchState.UNACKNOWLEDGED]
+                ),
+                Dispatch.settled_at >= since,
+            ),
             Dispatch.state.not_in([DispatchState.ABANDONED]),
-        ).order_by(Dispatch.id.desc()).limit(1)
+        )
+        .order_by(Dispatch.id.desc())
+        .limit(1)
     ).scalar_one_or_none()
     if dispatch is None or dispatch.source_sid == call_sid:
         return None
-    events.record(engine.session, "caller_followup", at=engine.now, account_id=account.id,
-                  dispatch_id=dispatch.id, sid=call_sid, via="voice")
+    events.record(
+        engine.session,
+        "caller_followup",
+        at=engine.now,
+        account_id=account.id,
+        dispatch_id=dispatch.id,
+        sid=call_sid,
+        via="voice",
+    )
     forward_followup(engine, dispatch, profile, None, key=call_sid)
     if dispatch.state == DispatchState.ACKNOWLEDGED:
-        text = (f"Thank you for calling {profile.account.name}. A technician has accepted your "
-                f"request, job {' '.join(dispatch.code)}, and will call you back. Goodbye.")
+        text = (
+            f"Thank you for calling {profile.account.name}. A technician has accepted your "
+            f"request, job {' '.join(dispatch.code)}, and will call you back. Goodbye."
+        )
     else:
-        text = (f"Thank you for calling {profile.account.name}. We are still reaching the "
-                f"on-call team for your request, job {' '.join(dispatch.code)}. Someone will "
-                "call you back. Goodbye.")
+        text = (
+            f"Thank you for calling {profile.account.name}. We are still reaching the "
+            f"on-call team for your request, job {' '.join(dispatch.code)}. Someone will "
+            "call you back. Goodbye."
+        )
     return ended(text)

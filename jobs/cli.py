@@ -37,8 +37,9 @@ db_group = AppGroup("db", help="Database schema commands.")
 def db_upgrade() -> None:
     runtime: Runtime = current_app.extensions["rrd"]
     migrate.upgrade(runtime.settings.DATABASE_URL)
-    click.echo(f"database at {runtime.db.engine.url.render_as_string(hide_password=True)} "
-               "is up to date")
+    click.echo(
+        f"database at {runtime.db.engine.url.render_as_string(hide_password=True)} is up to date"
+    )
 
 
 @click.command("rq-worker", help="Run one RQ worker with its scheduler (no reconciler).")
@@ -79,12 +80,13 @@ def worker_command() -> None:
             process = running.get(name)
             if process is None or process.poll() is not None:
                 if process is not None:
-                    logger.warning("worker: %s exited with %s; restarting", name,
-                                   process.returncode)
+                    logger.warning(
+                        "worker: %s exited with %s; restarting", name, process.returncode
+                    )
                 running[name] = subprocess.Popen(argv)
                 logger.info("worker: started %s, pid %d", name, running[name].pid)
         time.sleep(RESTART_DELAY_SECONDS)
-    for name, process in running.items():
+    for process in running.values():
         process.terminate()
     for name, process in running.items():
         try:

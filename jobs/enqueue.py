@@ -22,22 +22,30 @@ def apply_effects(runtime: Runtime, effects: Effects) -> None:
     try:
         for channel_id in effects.send_channels:
             runtime.queue.enqueue(
-                "jobs.tasks.send_channel", channel_id, job_timeout=JOB_TIMEOUT_SECONDS,
+                "jobs.tasks.send_channel",
+                channel_id,
+                job_timeout=JOB_TIMEOUT_SECONDS,
                 description=f"send channel {channel_id}",
             )
         for outbox_id in effects.outbox:
             runtime.queue.enqueue(
-                "jobs.tasks.deliver_outbox", outbox_id, job_timeout=JOB_TIMEOUT_SECONDS,
+                "jobs.tasks.deliver_outbox",
+                outbox_id,
+                job_timeout=JOB_TIMEOUT_SECONDS,
                 description=f"deliver outbox {outbox_id}",
             )
         for offer_id, deadline in effects.rollovers:
             runtime.queue.enqueue_at(
-                runtime.real_time_for(deadline), "jobs.tasks.rollover", offer_id,
+                runtime.real_time_for(deadline),
+                "jobs.tasks.rollover",
+                offer_id,
                 job_timeout=JOB_TIMEOUT_SECONDS,
                 description=f"rollover offer {offer_id} at {deadline.isoformat()}",
             )
     except redis.RedisError:
         logger.exception(
             "enqueue failed for channels %s outbox %s rollovers %s; the reconciler will retry",
-            effects.send_channels, effects.outbox, [o for o, _ in effects.rollovers],
+            effects.send_channels,
+            effects.outbox,
+            [o for o, _ in effects.rollovers],
         )

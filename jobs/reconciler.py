@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FrameType
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 
 from dispatch import events
 from dispatch.engine import DispatchEngine
@@ -65,7 +65,7 @@ def reconcile_once(runtime: Runtime) -> TickReport:
     return report
 
 
-def _locked_ids(runtime: Runtime, statement):  # type: ignore[no-untyped-def]
+def _locked_ids(runtime: Runtime, statement: Select[int]) -> list[int]:
     with runtime.db.write("reconciler select") as session:
         if not runtime.db.is_sqlite:
             statement = statement.with_for_update(skip_locked=True)
@@ -74,8 +74,12 @@ def _locked_ids(runtime: Runtime, statement):  # type: ignore[no-untyped-def]
 
 def _roll_over_overdue(runtime: Runtime, report: TickReport) -> None:
     now = runtime.clock.now()
-    ids = _locked_ids(runtime, select(Offer.id).where(
-        Offer.state == OfferState.LIVE, Offer.deadline <= now).order_by(Offer.deadline))
+    ids = _locked_ids(
+        runtime,
+        select(Offer.id)
+        .where(Offer.state == OfferState.LIVE, Offer.deadline <= now)
+        .order_by(Offer.deadline),
+    )
     for offer_id in ids:
         with runtime.db.write("reconciler rollover") as session:
             engine = DispatchEngine(session, runtime.clock.now(), runtime.engine_config())
@@ -83,11 +87,21 @@ def _roll_over_overdue(runtime: Runtime, report: TickReport) -> None:
             late_by = (engine.now - offer.deadline).total_seconds() if offer else 0.0
             result, _ = rollover_due(engine, offer_id)
             if result == "rolled_over" and offer is not None:
-                events.record(session, "rollover_reconciled", at=engine.now,
-                              account_id=offer.account_id, dispatch_id=offer.dispatch_id,
-                              offer_id=offer_id, late_by_seconds=round(late_by, 3))
-                logger.info("dispatch %d offer %d: rollover_late_by=%.1fs (reconciled)",
-                            offer.dispatch_id, offer_id, late_by)
+                events.record(
+                    session,
+                    "rollover_reconciled",
+                    at=engine.now,
+                    account_id=offer.account_id,
+                    dispatch_id=offer.dispatch_id,
+                    offer_id=offer_id,
+                    late_by_seconds=round(late_by, 3),
+                )
+                logger.info(
+                    "dispatch %d offer %d: rollover_late_by=%.1fs (reconciled)",
+                    offer.dispatch_id,
+                    offer_id,
+                    late_by,
+                )
                 report.rolled_over.append(offer_id)
             effects = engine.effects
         apply_effects(runtime, effects)
@@ -95,8 +109,12 @@ def _roll_over_overdue(runtime: Runtime, report: TickReport) -> None:
 
 def _start_overdue_intake(runtime: Runtime, report: TickReport) -> None:
     now = runtime.clock.now()
-    ids = _locked_ids(runtime, select(Dispatch.id).where(
-        Dispatch.state == DispatchState.INTAKE, Dispatch.intake_deadline <= now))
+    ids = _locked_ids(
+        runtime,
+        select(Dispatch.id).where(
+            Dispatch.state == DispatchState.INTAKE, Dispatch.intake_deadline <= now
+        ),
+    )
     for dispatch_id in ids:
         with runtime.db.write("reconciler intake") as session:
             engine = DispatchEngine(session, runtime.clock.now(), runtime.engine_config())
@@ -110,9 +128,14 @@ def _start_overdue_intake(runtime: Runtime, report: TickReport) -> None:
                 dispatch.state = DispatchState.ABANDONED
                 dispatch.state_reason = "no route chosen"
                 dispatch.settled_at = engine.now
-                events.record(session, "abandoned", at=engine.now,
-                              account_id=dispatch.account_id, dispatch_id=dispatch.id,
-                              reason="no route chosen within the intake limit")
+                events.record(
+                    session,
+                    "abandoned",
+                    at=engine.now,
+                    account_id=dispatch.account_id,
+                    dispatch_id=dispatch.id,
+                    reason="no route chosen within the intake limit",
+                )
                 report.abandoned.append(dispatch_id)
             effects = engine.effects
         apply_effects(runtime, effects)
@@ -121,29 +144,44 @@ def _start_overdue_intake(runtime: Runtime, report: TickReport) -> None:
 def _requeue_stalled(runtime: Runtime, report: TickReport) -> None:
     now = runtime.clock.now()
     grace = now - timedelta(seconds=PICKUP_GRACE_SECONDS)
-    channel_ids = _locked_ids(runtime, select(OfferChannel.id).where(or_(
-        (OfferChannel.state == ChannelState.PENDING) & (OfferChannel.updated_at <= grace),
-        (OfferChannel.state == ChannelState.SENDING) & (OfferChannel.lease_until <= now),
-    )))
-    outbox_ids = _locked_ids(runtime, select(OutboxMessage.id).where(or_(
-        (OutboxMessage.state == OutboxState.PENDING) & (OutboxMessage.created_at <= grace),
-        (OutboxMessage.state == OutboxState.SENDING) & (OutboxMessage.lease_until <= now),
-    )))
-    uncertain_ids = _locked_ids(runtime, select(OfferChannel.id).where(
-        OfferChannel.state == ChannelState.UNCERTAIN))
+    channel_ids = _locked_ids(
+        runtime,
+        select(OfferChannel.id).where(
+            or_(
+                (OfferChannel.state == ChannelState.PENDING) & (OfferChannel.updated_at <= grace),
+                (OfferChannel.state == ChannelState.SENDING) & (OfferChannel.lease_until <= now),
+            )
+        ),
+    )
+    outbox_ids = _locked_ids(
+        runtime,
+        select(OutboxMessage.id).where(
+            or_(
+                (OutboxMessage.state == OutboxState.PENDING) & (OutboxMessage.created_at <= grace),
+                (OutboxMessage.state == OutboxState.SENDING) & (OutboxMessage.lease_until <= now),
+            )
+        ),
+    )
+    uncertain_ids = _locked_ids(
+        runtime, select(OfferChannel.id).where(OfferChannel.state == ChannelState.UNCERTAIN)
+    )
     if channel_ids:
         with runtime.db.write("reconciler touch") as session:
-            session.execute(update(OfferChannel).where(OfferChannel.id.in_(channel_ids))
-                            .values(updated_at=now))
+            session.execute(
+                update(OfferChannel).where(OfferChannel.id.in_(channel_ids)).values(updated_at=now)
+            )
     for channel_id in channel_ids:
-        runtime.queue.enqueue("jobs.tasks.send_channel", channel_id,
-                              job_timeout=JOB_TIMEOUT_SECONDS)
+        runtime.queue.enqueue(
+            "jobs.tasks.send_channel", channel_id, job_timeout=JOB_TIMEOUT_SECONDS
+        )
     for outbox_id in outbox_ids:
-        runtime.queue.enqueue("jobs.tasks.deliver_outbox", outbox_id,
-                              job_timeout=JOB_TIMEOUT_SECONDS)
+        runtime.queue.enqueue(
+            "jobs.tasks.deliver_outbox", outbox_id, job_timeout=JOB_TIMEOUT_SECONDS
+        )
     for channel_id in uncertain_ids:
-        runtime.queue.enqueue("jobs.tasks.settle_uncertain", channel_id,
-                              job_timeout=JOB_TIMEOUT_SECONDS)
+        runtime.queue.enqueue(
+            "jobs.tasks.settle_uncertain", channel_id, job_timeout=JOB_TIMEOUT_SECONDS
+        )
     report.resent_channels.extend(channel_ids)
     report.resent_outbox.extend(outbox_ids)
     report.uncertain.extend(uncertain_ids)
@@ -151,8 +189,12 @@ def _requeue_stalled(runtime: Runtime, report: TickReport) -> None:
 
 def _write_heartbeat(runtime: Runtime, report: TickReport) -> None:
     now = runtime.clock.now()
-    detail = {"pid": os.getpid(), "rolled_over": len(report.rolled_over),
-              "started": len(report.started), "requeued": len(report.resent_channels)}
+    detail = {
+        "pid": os.getpid(),
+        "rolled_over": len(report.rolled_over),
+        "started": len(report.started),
+        "requeued": len(report.resent_channels),
+    }
     with runtime.db.write("heartbeat") as session:
         row = session.get(Heartbeat, HEARTBEAT_NAME, with_for_update=True)
         if row is None:
@@ -181,8 +223,12 @@ def run_forever(interval: float | None = None) -> None:
         try:
             report = reconcile_once(runtime)
             if report.rolled_over or report.started or report.resent_channels:
-                logger.info("reconciler: rolled over %s, started %s, requeued %s",
-                            report.rolled_over, report.started, report.resent_channels)
+                logger.info(
+                    "reconciler: rolled over %s, started %s, requeued %s",
+                    report.rolled_over,
+                    report.started,
+                    report.resent_channels,
+                )
         except Exception:
             logger.exception("reconciler: tick failed; retrying next tick")
         time.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -41,7 +41,9 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         database = Database(settings.DATABASE_URL)
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2
+        )
         queue = Queue(settings.QUEUE_NAME, connection=client, serializer=JSONSerializer)
         clock: Clock = (
             RedisClock(client, settings.CLOCK_KEY) if settings.CLOCK == "redis" else SystemClock()
@@ -77,7 +79,9 @@ class Runtime:
         client = self._clients.get(key)
         if client is None:
             client = make_twilio_client(
-                sid, token, self.settings.TWILIO_API_BASE_URL or None,
+                sid,
+                token,
+                self.settings.TWILIO_API_BASE_URL or None,
                 timeout=self.settings.REST_TIMEOUT_SECONDS,
             )
             self._clients[key] = client

@@ -11,7 +11,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import requests
@@ -93,16 +93,25 @@ def _claim_channel(runtime: Runtime, channel_id: int) -> SendRequest | str:
             row.lease_until is None or row.lease_until <= now
         )
         if row.state != ChannelState.PENDING and not lease_expired:
-            logger.info("dispatch ? offer %d channel %d: already %s, not sent again",
-                        row.offer_id, row.id, row.state)
+            logger.info(
+                "dispatch ? offer %d channel %d: already %s, not sent again",
+                row.offer_id,
+                row.id,
+                row.state,
+            )
             return f"skipped: {row.state}"
         offer = row.offer
         dispatch = session.get(Dispatch, offer.dispatch_id)
         assert dispatch is not None
         if offer.state != OfferState.LIVE or not dispatch.is_open:
             row.state = ChannelState.STOOD_DOWN
-            logger.info("dispatch %d offer %d: channel %d not sent, offer %s",
-                        dispatch.id, offer.id, row.id, offer.state)
+            logger.info(
+                "dispatch %d offer %d: channel %d not sent, offer %s",
+                dispatch.id,
+                offer.id,
+                row.id,
+                offer.state,
+            )
             return "skipped: offer closed"
         engine = DispatchEngine(session, now, runtime.engine_config())
         profile = engine.profile_for(engine.account(dispatch.account_id))
@@ -111,11 +120,16 @@ def _claim_channel(runtime: Runtime, channel_id: int) -> SendRequest | str:
         row.send_attempts += 1
         row.lease_until = now + timedelta(seconds=runtime.settings.SENDING_LEASE_SECONDS)
         return SendRequest(
-            channel_id=row.id, offer_id=offer.id, dispatch_id=dispatch.id,
-            channel=row.channel, to=row.to_number,
-            sender=row.from_number or dispatch.answering_number, body=row.body,
+            channel_id=row.id,
+            offer_id=offer.id,
+            dispatch_id=dispatch.id,
+            channel=row.channel,
+            to=row.to_number,
+            sender=row.from_number or dispatch.answering_number,
+            body=row.body,
             ring_timeout=route.ring_timeout_seconds if route else 25,
-            window_seconds=offer.window_seconds, account_id=dispatch.account_id,
+            window_seconds=offer.window_seconds,
+            account_id=dispatch.account_id,
         )
 
 
@@ -143,8 +157,13 @@ def _pace_call(runtime: Runtime, request: SendRequest) -> bool:
             row.state = ChannelState.PENDING
             row.send_attempts -= 1
             row.lease_until = None
-    logger.warning("dispatch %d offer %d: no call slot for account %s within %ds; left pending",
-                   request.dispatch_id, request.offer_id, sid, PACING_MAX_WAIT_SECONDS)
+    logger.warning(
+        "dispatch %d offer %d: no call slot for account %s within %ds; left pending",
+        request.dispatch_id,
+        request.offer_id,
+        sid,
+        PACING_MAX_WAIT_SECONDS,
+    )
     return False
 
 
@@ -168,7 +187,8 @@ def _call_twilio(runtime: Runtime, request: SendRequest) -> SendOutcome:
             return SendOutcome(sid=call.sid)
         sender: dict[str, Any] = (
             {"messaging_service_sid": request.sender}
-            if request.sender.startswith("MG") else {"from_": request.sender}
+            if request.sender.startswith("MG")
+            else {"from_": request.sender}
         )
         message = client.messages.create(
             to=request.to,
@@ -180,8 +200,9 @@ def _call_twilio(runtime: Runtime, request: SendRequest) -> SendOutcome:
         )
         return SendOutcome(sid=message.sid)
     except TwilioRestException as exc:
-        kind = classify_error(exc.code, at="rest", http_status=exc.status,
-                              channel=str(request.channel))
+        kind = classify_error(
+            exc.code, at="rest", http_status=exc.status, channel=str(request.channel)
+        )
         return SendOutcome(kind=kind, code=exc.code, detail=f"HTTP {exc.status}")
     except requests.exceptions.ReadTimeout:
         return SendOutcome(kind=ErrorKind.UNKNOWN, detail="read timeout: outcome unknown")
@@ -209,18 +230,33 @@ def _store_outcome(runtime: Runtime, request: SendRequest, outcome: SendOutcome)
     apply_effects(runtime, effects)
     if retry:
         delay = _backoff(attempts)
-        runtime.queue.enqueue_in(timedelta(seconds=delay), "jobs.tasks.send_channel",
-                                 request.channel_id, job_timeout=JOB_TIMEOUT_SECONDS)
-        logger.info("dispatch %d offer %d: %s send retried in %.1fs", request.dispatch_id,
-                    request.offer_id, request.channel, delay)
-    logger.info("dispatch %d offer %d: %s to %s %s", request.dispatch_id, request.offer_id,
-                request.channel, mask(request.to), result)
+        runtime.queue.enqueue_in(
+            timedelta(seconds=delay),
+            "jobs.tasks.send_channel",
+            request.channel_id,
+            job_timeout=JOB_TIMEOUT_SECONDS,
+        )
+        logger.info(
+            "dispatch %d offer %d: %s send retried in %.1fs",
+            request.dispatch_id,
+            request.offer_id,
+            request.channel,
+            delay,
+        )
+    logger.info(
+        "dispatch %d offer %d: %s to %s %s",
+        request.dispatch_id,
+        request.offer_id,
+        request.channel,
+        mask(request.to),
+        result,
+    )
     return result
 
 
 def _backoff(attempt: int) -> float:
     """Exponential backoff with full jitter, capped well inside an acknowledgement window."""
-    return random.uniform(0.5, min(2.0 ** attempt, 10.0))
+    return random.uniform(0.5, min(2.0**attempt, 10.0))
 
 
 def rollover(offer_id: int) -> str:
@@ -240,13 +276,19 @@ def rollover(offer_id: int) -> str:
         if attempt < ORPHAN_RETRIES:
             time.sleep(ORPHAN_RETRY_SECONDS)
     if result == "orphan":
-        logger.warning("offer %d: not found after %d tries (orphan_rollover_dropped)",
-                       offer_id, ORPHAN_RETRIES + 1)
+        logger.warning(
+            "offer %d: not found after %d tries (orphan_rollover_dropped)",
+            offer_id,
+            ORPHAN_RETRIES + 1,
+        )
     elif result == "not_due" and due is not None:
-        runtime.queue.enqueue_at(runtime.real_time_for(due), "jobs.tasks.rollover", offer_id,
-                                 job_timeout=JOB_TIMEOUT_SECONDS)
-        logger.info("offer %d: rollover not due until %s, rescheduled", offer_id,
-                    due.isoformat())
+        runtime.queue.enqueue_at(
+            runtime.real_time_for(due),
+            "jobs.tasks.rollover",
+            offer_id,
+            job_timeout=JOB_TIMEOUT_SECONDS,
+        )
+        logger.info("offer %d: rollover not due until %s, rescheduled", offer_id, due.isoformat())
     return result
 
 
@@ -258,9 +300,8 @@ def _record_skip(engine: DispatchEngine, offer_id: int, result: str) -> None:
         return
     dispatch = engine.session.get(Dispatch, offer.dispatch_id)
     assert dispatch is not None
-    stale = (
-        dispatch.settled_at is not None
-        and engine.now - dispatch.settled_at > timedelta(seconds=engine.config.late_accept_seconds)
+    stale = dispatch.settled_at is not None and engine.now - dispatch.settled_at > timedelta(
+        seconds=engine.config.late_accept_seconds
     )
     kind = "stale_rollover_ignored" if stale else "rollover_skipped"
     holder = None
@@ -269,13 +310,25 @@ def _record_skip(engine: DispatchEngine, offer_id: int, result: str) -> None:
             if other.id == dispatch.acknowledged_offer_id:
                 holder = other.member_name
     events.record(
-        engine.session, kind, at=engine.now, account_id=dispatch.account_id,
-        dispatch_id=dispatch.id, offer_id=offer_id, reason=result,
-        dispatch_state=str(dispatch.state), acknowledged_by=holder,
+        engine.session,
+        kind,
+        at=engine.now,
+        account_id=dispatch.account_id,
+        dispatch_id=dispatch.id,
+        offer_id=offer_id,
+        reason=result,
+        dispatch_state=str(dispatch.state),
+        acknowledged_by=holder,
         acknowledged_at=dispatch.acknowledged_at.isoformat() if dispatch.acknowledged_at else None,
     )
-    logger.info("dispatch %d offer %d: %s (%s%s)", dispatch.id, offer_id, kind, result,
-                f", acknowledged by {holder}" if holder else "")
+    logger.info(
+        "dispatch %d offer %d: %s (%s%s)",
+        dispatch.id,
+        offer_id,
+        kind,
+        result,
+        f", acknowledged by {holder}" if holder else "",
+    )
 
 
 def deliver_outbox(outbox_id: int) -> str:
@@ -297,9 +350,14 @@ def deliver_outbox(outbox_id: int) -> str:
         row.lease_until = now + timedelta(seconds=runtime.settings.SENDING_LEASE_SECONDS)
         account = session.get(Account, row.account_id) if row.account_id else None
         job = {
-            "kind": row.kind, "to": row.to_number, "from": row.from_number, "body": row.body,
-            "sid": row.target_sid, "payload": dict(row.payload or {}),
-            "dispatch_id": row.dispatch_id, "purpose": row.purpose,
+            "kind": row.kind,
+            "to": row.to_number,
+            "from": row.from_number,
+            "body": row.body,
+            "sid": row.target_sid,
+            "payload": dict(row.payload or {}),
+            "dispatch_id": row.dispatch_id,
+            "purpose": row.purpose,
         }
     sid, code, error = _send_outbox(runtime, account, job)
     with runtime.db.write("outbox result") as session:
@@ -316,17 +374,35 @@ def deliver_outbox(outbox_id: int) -> str:
         else:
             row.state = OutboxState.FAILED
         events.record(
-            session, "outbox_" + ("sent" if error is None else "failed"),
-            at=runtime.clock.now(), account_id=row.account_id, dispatch_id=row.dispatch_id,
-            offer_id=row.offer_id, purpose=row.purpose, kind=row.kind, to=row.to_number,
-            sid=sid, error_code=code,
+            session,
+            "outbox_" + ("sent" if error is None else "failed"),
+            at=runtime.clock.now(),
+            account_id=row.account_id,
+            dispatch_id=row.dispatch_id,
+            offer_id=row.offer_id,
+            purpose=row.purpose,
+            kind=row.kind,
+            to=row.to_number,
+            sid=sid,
+            error_code=code,
         )
         state = row.state
-    logger.info("dispatch %s: outbox %d %s %s to %s: %s", job["dispatch_id"], outbox_id,
-                job["kind"], job["purpose"], mask(job["to"]), state)
+    logger.info(
+        "dispatch %s: outbox %d %s %s to %s: %s",
+        job["dispatch_id"],
+        outbox_id,
+        job["kind"],
+        job["purpose"],
+        mask(str(job["to"] or "")),
+        state,
+    )
     if state == OutboxState.PENDING:
-        runtime.queue.enqueue_in(timedelta(seconds=_backoff(2)), "jobs.tasks.deliver_outbox",
-                                 outbox_id, job_timeout=JOB_TIMEOUT_SECONDS)
+        runtime.queue.enqueue_in(
+            timedelta(seconds=_backoff(2)),
+            "jobs.tasks.deliver_outbox",
+            outbox_id,
+            job_timeout=JOB_TIMEOUT_SECONDS,
+        )
     return str(state)
 
 
@@ -343,8 +419,10 @@ def _send_outbox(
             message = client.messages.create(to=job["to"], body=job["body"] or "", **params)
             return message.sid, None, None
         if job["kind"] == "call":
-            twiml = (f'<?xml version="1.0" encoding="UTF-8"?><Response><Say>{_xml(job["body"])}'
-                     "</Say><Pause length=\"1\"/><Say>" + _xml(job["body"]) + "</Say></Response>")
+            twiml = (
+                f'<?xml version="1.0" encoding="UTF-8"?><Response><Say>{_xml(job["body"])}'
+                '</Say><Pause length="1"/><Say>' + _xml(job["body"]) + "</Say></Response>"
+            )
             call = client.calls.create(to=job["to"], from_=job["from"], twiml=twiml)
             return call.sid, None, None
         if job["kind"] == "call_update":
@@ -358,8 +436,12 @@ def _send_outbox(
             return job["sid"], None, None
         raise ValueError(f"unknown outbox kind {job['kind']!r}")
     except TwilioRestException as exc:
-        kind = classify_error(exc.code, at="rest", http_status=exc.status,
-                              channel="voice" if job["kind"] != "sms" else "sms")
+        kind = classify_error(
+            exc.code,
+            at="rest",
+            http_status=exc.status,
+            channel="voice" if job["kind"] != "sms" else "sms",
+        )
         return None, exc.code, kind
     except requests.exceptions.ReadTimeout:
         return None, None, ErrorKind.UNKNOWN
@@ -392,8 +474,9 @@ def settle_uncertain(channel_id: int) -> str:
         else:
             found = client.messages.list(to=to, date_sent_after=since, limit=20)
     except (TwilioRestException, requests.exceptions.RequestException):
-        logger.warning("channel %d: listing to settle an uncertain send failed", channel_id,
-                       exc_info=True)
+        logger.warning(
+            "channel %d: listing to settle an uncertain send failed", channel_id, exc_info=True
+        )
         return "listing failed"
     sid = found[0].sid if found else None
     with runtime.db.write("settle uncertain") as session:
@@ -413,6 +496,8 @@ def settle_uncertain(channel_id: int) -> str:
 
 def unsettled_uncertain(runtime: Runtime) -> list[int]:
     with runtime.db.read() as session:
-        return list(session.execute(
-            select(OfferChannel.id).where(OfferChannel.state == ChannelState.UNCERTAIN)
-        ).scalars())
+        return list(
+            session.execute(
+                select(OfferChannel.id).where(OfferChannel.state == ChannelState.UNCERTAIN)
+            ).scalars()
+        )

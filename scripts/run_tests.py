@@ -40,9 +40,21 @@ def start_private_redis() -> subprocess.Popen[bytes] | None:
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="rrd-redis-")
     process = subprocess.Popen(
-        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", workdir],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            server,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     for _ in range(50):
         if reachable("127.0.0.1", port):
@@ -59,11 +71,16 @@ def main() -> int:
     if not reachable("127.0.0.1", 6379):
         private = start_private_redis()
         if private is None:
-            print("run_tests: WARNING: no Redis on 127.0.0.1:6379 and no redis-server installed; "
-                  "Redis tests will be SKIPPED (install redis-server to run them)", flush=True)
+            print(
+                "run_tests: WARNING: no Redis on 127.0.0.1:6379 and no redis-server installed; "
+                "Redis tests will be SKIPPED (install redis-server to run them)",
+                flush=True,
+            )
     if not reachable("127.0.0.1", 5432):
-        print("run_tests: WARNING: no PostgreSQL on 127.0.0.1:5432; PostgreSQL tests will be "
-              "SKIPPED", flush=True)
+        print(
+            "run_tests: WARNING: no PostgreSQL on 127.0.0.1:5432; PostgreSQL tests will be SKIPPED",
+            flush=True,
+        )
     try:
         result = subprocess.run(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *sys.argv[1:]], cwd=ROOT

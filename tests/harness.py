@@ -103,24 +103,35 @@ class BurstWorker(SimpleWorker):
 
 
 class Harness:
-    def __init__(self, db_url: str, redis_client: redis.Redis, prefix: str,
-                 *, desk: str | None = DESK, start: datetime | None = None,
-                 extra_settings: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        redis_client: redis.Redis,
+        prefix: str,
+        *,
+        desk: str | None = DESK,
+        start: datetime | None = None,
+        extra_settings: dict[str, Any] | None = None,
+    ) -> None:
         from tests.conftest import REDIS_URL, T0
 
         self.redis = redis_client
         self.clock = RedisClock(redis_client, f"{prefix}:clock")
         self.clock.freeze(start or T0)
-        self.fake = FakeTwilio(self.clock, {ACCOUNT_SID: AUTH_TOKEN}, webhook_target=None,
-                               numbers={
-                                   number: {
-                                       "voice_url": f"{PUBLIC_BASE}/twilio/voice",
-                                       "sms_url": f"{PUBLIC_BASE}/twilio/sms",
-                                       "status_callback": f"{PUBLIC_BASE}/twilio/voice/status",
-                                       "account_sid": ACCOUNT_SID,
-                                   }
-                                   for number in (ANS, ANS2)
-                               })
+        self.fake = FakeTwilio(
+            self.clock,
+            {ACCOUNT_SID: AUTH_TOKEN},
+            webhook_target=None,
+            numbers={
+                number: {
+                    "voice_url": f"{PUBLIC_BASE}/twilio/voice",
+                    "sms_url": f"{PUBLIC_BASE}/twilio/sms",
+                    "status_callback": f"{PUBLIC_BASE}/twilio/voice/status",
+                    "account_sid": ACCOUNT_SID,
+                }
+                for number in (ANS, ANS2)
+            },
+        )
         self._fake_server, self.fake_url = start_in_thread(self.fake)
         settings = {
             "TESTING": True,
@@ -142,8 +153,9 @@ class Harness:
         self.runtime: Runtime = self.app.extensions["rrd"]
         self._server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.app_url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
         self._thread.start()
         self.fake.sender.webhook_target = self.app_url
 
@@ -157,21 +169,36 @@ class Harness:
     def load_profile(self, text: str | None = None, **changes: Any) -> int:
         body = text if text is not None else profile_yaml(**changes)
         with self.runtime.db.write("test import") as session:
-            result = import_profile(session, body, author="test", reason="test",
-                                    now=self.clock.now())
+            result = import_profile(
+                session, body, author="test", reason="test", now=self.clock.now()
+            )
         return result.version
 
-    def set_pointer(self, pool_key: str, member_key: str | None, position: int | None = None,
-                    account_key: str = "acme") -> None:
+    def set_pointer(
+        self,
+        pool_key: str,
+        member_key: str | None,
+        position: int | None = None,
+        account_key: str = "acme",
+    ) -> None:
         from dispatch.models import Account, PoolState
 
         with self.runtime.db.write("test pointer") as session:
-            account = session.execute(select(Account).where(Account.key == account_key)).scalar_one()
-            state = session.execute(select(PoolState).where(
-                PoolState.account_id == account.id, PoolState.pool_key == pool_key)).scalar_one_or_none()
+            account = session.execute(
+                select(Account).where(Account.key == account_key)
+            ).scalar_one()
+            state = session.execute(
+                select(PoolState).where(
+                    PoolState.account_id == account.id, PoolState.pool_key == pool_key
+                )
+            ).scalar_one_or_none()
             if state is None:
-                state = PoolState(account_id=account.id, pool_key=pool_key, offers_made=0,
-                                  updated_at=self.clock.now())
+                state = PoolState(
+                    account_id=account.id,
+                    pool_key=pool_key,
+                    offers_made=0,
+                    updated_at=self.clock.now(),
+                )
                 session.add(state)
             state.last_member_key = member_key
             state.last_position = position
@@ -184,8 +211,9 @@ class Harness:
             self.fake.run_pending()
             if self.runtime.queue.count == 0:
                 break
-            worker = BurstWorker([self.runtime.queue], connection=self.redis,
-                                  serializer=JSONSerializer)
+            worker = BurstWorker(
+                [self.runtime.queue], connection=self.redis, serializer=JSONSerializer
+            )
             worker.work(burst=True, with_scheduler=False)
         self.fake.run_pending()
 
@@ -236,8 +264,7 @@ class Harness:
                 query = query.where(Event.dispatch_id == dispatch_id)
             return list(session.execute(query).scalars())
 
-    def customer_texts(self, body: str, sender: str = CUSTOMER, to: str = ANS,
-                       **extra: str) -> Any:
+    def customer_texts(self, body: str, sender: str = CUSTOMER, to: str = ANS, **extra: str) -> Any:
         response = self.fake.phone(sender).send_sms(to, body, **extra)
         self.run_jobs()
         return response

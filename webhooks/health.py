@@ -41,8 +41,9 @@ def readyz() -> tuple[Response, int]:
             session.execute(text("SELECT 1"))
             beat = session.get(Heartbeat, HEARTBEAT_NAME)
             overdue = session.execute(
-                select(func.min(Offer.deadline)).where(Offer.state == OfferState.LIVE,
-                                                       Offer.deadline <= now)
+                select(func.min(Offer.deadline)).where(
+                    Offer.state == OfferState.LIVE, Offer.deadline <= now
+                )
             ).scalar_one_or_none()
             pauses = session.execute(
                 select(Account.key, ChannelPause.channel, ChannelPause.error_code)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC, datetime
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -69,9 +69,13 @@ def tokens_for(rt: Runtime, account_sid: str) -> list[str]:
     settings = rt.settings
     if account_sid and account_sid != settings.TWILIO_ACCOUNT_SID:
         with rt.db.read() as session:
-            env_names = session.execute(
-                select(Account.auth_token_env).where(Account.twilio_account_sid == account_sid)
-            ).scalars().all()
+            env_names = (
+                session.execute(
+                    select(Account.auth_token_env).where(Account.twilio_account_sid == account_sid)
+                )
+                .scalars()
+                .all()
+            )
         subaccount_tokens = [os.environ.get(name or "", "") for name in env_names if name]
         subaccount_tokens = [t for t in subaccount_tokens if t]
         if subaccount_tokens:
@@ -103,30 +107,59 @@ def handle(
     form_all = form_dict(request)
     form = {k: (v if isinstance(v, str) else v[0]) for k, v in form_all.items()}
     check = verify_twilio_request(
-        request, tokens_for(rt, form.get("AccountSid", "")), rt.settings.PUBLIC_BASE_URL or None,
+        request,
+        tokens_for(rt, form.get("AccountSid", "")),
+        rt.settings.PUBLIC_BASE_URL or None,
         rt.settings.TRUSTED_PROXY_HOPS,
     )
     if not check.ok:
-        _reject(rt, route_name, form_all, form.get(sid_field or "", None), check.url,
-                check.reason or "signature_mismatch")
+        _reject(
+            rt,
+            route_name,
+            form_all,
+            form.get(sid_field or ""),
+            check.url,
+            check.reason or "signature_mismatch",
+        )
         return Response("Forbidden: invalid Twilio signature\n", status=403, mimetype="text/plain")
 
     missing = [name for name in required if not form.get(name)]
     if missing:
-        _store_receipt(rt, route_name, form_all, form.get(sid_field or ""), check.url,
-                       outcome="bad_request", detail={"missing": missing})
+        _store_receipt(
+            rt,
+            route_name,
+            form_all,
+            form.get(sid_field or ""),
+            check.url,
+            outcome="bad_request",
+            detail={"missing": missing},
+        )
         logger.warning("%s: missing form fields %s", route_name, ", ".join(missing))
-        return Response(f"Bad request: missing form fields {', '.join(missing)}\n", status=400,
-                        mimetype="text/plain")
+        return Response(
+            f"Bad request: missing form fields {', '.join(missing)}\n",
+            status=400,
+            mimetype="text/plain",
+        )
 
     try:
-        body, effects = _act_in_transaction(rt, route_name, form_all, form, sid_field, check.url,
-                                            claim_key, act)
+        body, effects = _act_in_transaction(
+            rt, route_name, form_all, form, sid_field, check.url, claim_key, act
+        )
     except Exception:
-        logger.exception("%s: webhook failed for %s; fallback reply sent", route_name,
-                         form.get(sid_field or "", "?"))
-        _store_receipt(rt, route_name, form_all, form.get(sid_field or ""), check.url,
-                       outcome="error", detail={})
+        logger.exception(
+            "%s: webhook failed for %s; fallback reply sent",
+            route_name,
+            form.get(sid_field or "", "?"),
+        )
+        _store_receipt(
+            rt,
+            route_name,
+            form_all,
+            form.get(sid_field or ""),
+            check.url,
+            outcome="error",
+            detail={},
+        )
         return Response(fallback(), status=200, mimetype=mimetype)
     if effects is not None:
         apply_effects(rt, effects)
@@ -134,15 +167,25 @@ def handle(
 
 
 def _act_in_transaction(
-    rt: Runtime, route_name: str, form_all: dict[str, Any], form: dict[str, str],
-    sid_field: str | None, url: str, claim_key: Callable[[dict[str, str]], str | None],
+    rt: Runtime,
+    route_name: str,
+    form_all: dict[str, Any],
+    form: dict[str, str],
+    sid_field: str | None,
+    url: str,
+    claim_key: Callable[[dict[str, str]], str | None],
     act: Callable[[Delivery], str],
 ) -> tuple[str, Any]:
     now = rt.clock.now()
     with rt.db.write(route_name) as session:
         receipt = Receipt(
-            received_at=now, route=route_name, provider_sid=form.get(sid_field or "") or None,
-            form=form_all, signature_ok=True, signature_url=url, outcome="received",
+            received_at=now,
+            route=route_name,
+            provider_sid=form.get(sid_field or "") or None,
+            form=form_all,
+            signature_ok=True,
+            signature_url=url,
+            outcome="received",
         )
         session.add(receipt)
         session.flush()
@@ -152,8 +195,12 @@ def _act_in_transaction(
             existing = _claim(session, key, receipt.id)
             if existing is not None:
                 receipt.outcome = "duplicate"
-                logger.info("%s: duplicate delivery %s (claim %s); stored reply returned",
-                            route_name, form.get(sid_field or "", "?"), key)
+                logger.info(
+                    "%s: duplicate delivery %s (claim %s); stored reply returned",
+                    route_name,
+                    form.get(sid_field or "", "?"),
+                    key,
+                )
                 return existing.response or "", None
         engine = DispatchEngine(session, now, rt.engine_config())
         delivery = Delivery(rt, session, engine, receipt, form)
@@ -171,8 +218,10 @@ def _claim(session: Session, key: str, receipt_id: int) -> Claim | None:
     """Insert the claim key; return the existing claim when another delivery holds it."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = (
-        insert(Claim).values(key=key, receipt_id=receipt_id, created_at=datetime.now(UTC))
-        .on_conflict_do_nothing().returning(Claim.key)
+        insert(Claim)
+        .values(key=key, receipt_id=receipt_id, created_at=datetime.now(UTC))
+        .on_conflict_do_nothing()
+        .returning(Claim.key)
     )
     if session.execute(statement).scalar_one_or_none() is not None:
         return None
@@ -180,17 +229,39 @@ def _claim(session: Session, key: str, receipt_id: int) -> Claim | None:
 
 
 def _store_receipt(
-    rt: Runtime, route_name: str, form: dict[str, Any], sid: str | None, url: str | None, *,
-    outcome: str, detail: dict[str, Any], signature_ok: bool = True,
+    rt: Runtime,
+    route_name: str,
+    form: dict[str, Any],
+    sid: str | None,
+    url: str | None,
+    *,
+    outcome: str,
+    detail: dict[str, Any],
+    signature_ok: bool = True,
 ) -> None:
     try:
         with rt.db.write("receipt " + outcome) as session:
-            session.add(Receipt(received_at=rt.clock.now(), route=route_name, provider_sid=sid,
-                                form=form, signature_ok=signature_ok, signature_url=url,
-                                outcome=outcome))
+            session.add(
+                Receipt(
+                    received_at=rt.clock.now(),
+                    route=route_name,
+                    provider_sid=sid,
+                    form=form,
+                    signature_ok=signature_ok,
+                    signature_url=url,
+                    outcome=outcome,
+                )
+            )
             if outcome != "rejected":
-                events.record(session, f"receipt_{outcome}", at=rt.clock.now(),
-                              account_id=None, route=route_name, sid=sid, **detail)
+                events.record(
+                    session,
+                    f"receipt_{outcome}",
+                    at=rt.clock.now(),
+                    account_id=None,
+                    route=route_name,
+                    sid=sid,
+                    **detail,
+                )
     except SQLAlchemyError:
         logger.exception("%s: could not store the %s receipt for %s", route_name, outcome, sid)
 
@@ -208,11 +279,27 @@ def _reject(
         count = 0
     try:
         with rt.db.write("receipt rejected") as session:
-            session.add(Receipt(received_at=rt.clock.now(), route=route_name, provider_sid=sid,
-                                form=form, signature_ok=False, signature_url=url,
-                                outcome="rejected"))
+            session.add(
+                Receipt(
+                    received_at=rt.clock.now(),
+                    route=route_name,
+                    provider_sid=sid,
+                    form=form,
+                    signature_ok=False,
+                    signature_url=url,
+                    outcome="rejected",
+                )
+            )
             if count <= REJECTION_EVENTS_PER_MINUTE:
-                events.record(session, "receipt_rejected", at=rt.clock.now(), account_id=None,
-                              route=route_name, sid=sid, reason=reason, url=url)
+                events.record(
+                    session,
+                    "receipt_rejected",
+                    at=rt.clock.now(),
+                    account_id=None,
+                    route=route_name,
+                    sid=sid,
+                    reason=reason,
+                    url=url,
+                )
     except SQLAlchemyError:
         logger.exception("%s: could not store the rejected receipt", route_name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dispatch.models import DispatchState
-from tests.harness import A, ANS, CUSTOMER, DESK, Harness
+from tests.harness import ANS, CUSTOMER, DESK, A, Harness
 
 MENU_SCRIPT = {
     "greeting": "Thank you for calling Acme Plumbing.",

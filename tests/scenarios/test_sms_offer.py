@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dispatch.models import DispatchState
-from tests.harness import A, B, C, CUSTOMER, Harness
+from tests.harness import CUSTOMER, A, B, C, Harness
 
 
 def test_text_creates_offer_to_next(harness: Harness) -> None:

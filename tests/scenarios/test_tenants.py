@@ -9,7 +9,7 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from dispatch.models import DispatchState
-from tests.harness import ACCOUNT_SID, ANS, AUTH_TOKEN, B, PUBLIC_BASE, Harness, profile_yaml
+from tests.harness import ACCOUNT_SID, ANS, AUTH_TOKEN, PUBLIC_BASE, B, Harness, profile_yaml
 
 BETA_ANS = "+13125550300"
 BETA_SID = "AC" + "1" * 32
@@ -20,14 +20,25 @@ BETA_TOKEN = "beta-subaccount-token"
 def two_accounts(harness: Harness) -> Iterator[Harness]:
     os.environ["BETA_TWILIO_TOKEN"] = BETA_TOKEN
     harness.fake.accounts[BETA_SID] = BETA_TOKEN
-    harness.fake.configure_number(BETA_SID, BETA_ANS, {
-        "voice_url": f"{PUBLIC_BASE}/twilio/voice", "sms_url": f"{PUBLIC_BASE}/twilio/sms",
-    })
+    harness.fake.configure_number(
+        BETA_SID,
+        BETA_ANS,
+        {
+            "voice_url": f"{PUBLIC_BASE}/twilio/voice",
+            "sms_url": f"{PUBLIC_BASE}/twilio/sms",
+        },
+    )
     harness.load_profile()
-    harness.load_profile(profile_yaml(account={
-        "key": "beta", "name": "Beta Heating", "answering_numbers": [BETA_ANS],
-        "twilio": {"account_sid": BETA_SID, "auth_token_env": "BETA_TWILIO_TOKEN"},
-    }))
+    harness.load_profile(
+        profile_yaml(
+            account={
+                "key": "beta",
+                "name": "Beta Heating",
+                "answering_numbers": [BETA_ANS],
+                "twilio": {"account_sid": BETA_SID, "auth_token_env": "BETA_TWILIO_TOKEN"},
+            }
+        )
+    )
     harness.set_pointer("techs", "a", 0)
     harness.set_pointer("techs", "a", 0, account_key="beta")
     yield harness
@@ -51,7 +62,9 @@ def test_reply_touches_only_its_account(two_accounts: Harness) -> None:
 def test_subaccount_sends_with_own_credentials(two_accounts: Harness) -> None:
     h = two_accounts
     h.customer_texts("Boiler out", sender="+13125550151", to=BETA_ANS)
-    creates = [r for r in h.fake.requests if r.method == "POST" and r.path.endswith("Messages.json")]
+    creates = [
+        r for r in h.fake.requests if r.method == "POST" and r.path.endswith("Messages.json")
+    ]
     assert creates
     assert all(BETA_SID in r.path for r in creates)
 
@@ -62,13 +75,19 @@ def test_callback_from_other_account_ignored(two_accounts: Harness) -> None:
     beta = h.dispatch()
     channel_id = beta.offers[0].channels[0].id
     url = f"{PUBLIC_BASE}/twilio/status/sms/{channel_id}"
-    form = {"MessageSid": "SM" + "9" * 32, "MessageStatus": "failed", "ErrorCode": "30006",
-            "AccountSid": ACCOUNT_SID, "ApiVersion": "2010-04-01"}
+    form = {
+        "MessageSid": "SM" + "9" * 32,
+        "MessageStatus": "failed",
+        "ErrorCode": "30006",
+        "AccountSid": ACCOUNT_SID,
+        "ApiVersion": "2010-04-01",
+    }
     signature = RequestValidator(AUTH_TOKEN).compute_signature(url, form)
 
     with h.app.test_client() as client:
-        response = client.post(f"/twilio/status/sms/{channel_id}", data=form,
-                               headers={"X-Twilio-Signature": signature})
+        response = client.post(
+            f"/twilio/status/sms/{channel_id}", data=form, headers={"X-Twilio-Signature": signature}
+        )
 
     assert response.status_code == 200
     assert h.dispatch(beta.id).offers[0].channels[0].error_code is None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dispatch.models import ChannelState, DispatchState
-from tests.harness import A, ANS, B, CUSTOMER, Harness
+from tests.harness import ANS, CUSTOMER, A, B, Harness
 
 VOICE = {"channels": ["voice"], "ack_window_voice_seconds": 90}
 
