@@ -53,6 +53,7 @@ from bench.stack import (
     redis_prefix,
     start_flask_command,
     start_gunicorn,
+    start_simple_rq_worker,
     summarize_ms,
     write_result,
 )
@@ -103,12 +104,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seconds of measured load (default 60)")
     parser.add_argument("--drain", type=float, default=60.0,
                         help="seconds to wait after the load for the last offers (default 60)")
+    parser.add_argument("--rq-worker", choices=("fork", "simple"), default="fork",
+                        help="fork: 'flask rq-worker', which forks a work horse per job; "
+                             "simple: 'rq worker' with SimpleWorker, no fork (default fork)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (default 4)")
     parser.add_argument("--threads", type=int, default=4,
                         help="threads per gthread worker (default 4)")
     parser.add_argument("--name", default=None,
                         help="result file name under bench/results/, without .json "
-                             "(default first_offer_<source>_<rate>)")
+                             "(default first_offer_<source>_<rate>[_simple])")
     return parser.parse_args(argv)
 
 
@@ -178,7 +182,12 @@ class Stack:
             self.processes.append(start_gunicorn("gunicorn-app", "app:create_app()",
                                                  self.app_port, env, log_dir,
                                                  workers=args.workers, threads=args.threads))
-            self.processes.append(start_flask_command("rq-worker", ["rq-worker"], env, log_dir))
+            if args.rq_worker == "simple":
+                self.processes.append(start_simple_rq_worker("rq-worker", f"{prefix}:queue",
+                                                             env, log_dir))
+            else:
+                self.processes.append(start_flask_command("rq-worker", ["rq-worker"], env,
+                                                          log_dir))
             self.processes.append(start_flask_command("reconciler", ["reconciler"], env,
                                                       log_dir))
         except Exception:
@@ -295,12 +304,14 @@ def run(args: argparse.Namespace, database_url: str, prefix: str,
     stack = Stack(args, database_url, prefix, log_dir)
     try:
         warm = send_load(stack, args, 0, 4, 2.0)
-        wait_for_offers(stack.fake, 4, 30)
+        wait_for_offers(stack.fake, 8 if args.source == "sms" else 4, 30)
         first_index = len(warm.samples)
         count = int(args.rate * args.duration)
+        creates_before = len(stack.fake.creates())
         result = send_load(stack, args, first_index, count, args.rate)
         starts = start_times(result, args, first_index)
-        expected = len(stack.fake.creates()) + len(starts) * (2 if args.source == "sms" else 1)
+        # An SMS dispatch makes two creates: the offer and the reply to the caller.
+        expected = creates_before + len(starts) * (2 if args.source == "sms" else 1)
         waited = wait_for_offers(stack.fake, expected, args.drain)
         rss = stack.rss()
     finally:
@@ -308,8 +319,15 @@ def run(args: argparse.Namespace, database_url: str, prefix: str,
     summary = match_offers(stack.fake, starts, channel_sources(database_url))
     webhook_failures = sum(not s.first.ok or (s.follow_up is not None and not s.follow_up.ok)
                            for s in result.samples)
+    statuses: dict[str, int] = {}
+    for sample in result.samples:
+        for exchange in (sample.first, sample.follow_up):
+            if exchange is not None:
+                key = str(exchange.status) if exchange.status else f"error:{exchange.error}"
+                statuses[key] = statuses.get(key, 0) + 1
     summary.update({
         "webhooks_sent": len(result.samples),
+        "webhook_statuses": statuses,
         "webhook_failures": webhook_failures,
         "drain_seconds": round(waited, 1),
         "rss_after_mib": rss,
@@ -322,7 +340,8 @@ def main(argv: list[str] | None = None) -> None:
                                                    "%(message)s")
     logging.getLogger("fake_twilio").setLevel(logging.WARNING)
     args = parse_args(argv)
-    name = args.name or f"first_offer_{args.source}_{args.rate:g}"
+    suffix = "_simple" if args.rq_worker == "simple" else ""
+    name = args.name or f"first_offer_{args.source}_{args.rate:g}{suffix}"
     run_id = new_run_id()
     log_dir = Path(tempfile.mkdtemp(prefix=f"rrd-bench-{run_id}-"))
     started = datetime.now(UTC)

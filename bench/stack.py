@@ -253,6 +253,19 @@ def start_flask_command(
     return Process(name, argv, env, log_dir / f"{name}.log")
 
 
+def start_simple_rq_worker(
+    name: str, queue_name: str, env: dict[str, str], log_dir: Path
+) -> Process:
+    """Start ``rq worker`` with RQ's SimpleWorker, which runs jobs in its own process.
+
+    Unlike ``flask rq-worker``, it forks no work horse per job, so imports, the database
+    pool and the twilio client stay warm between jobs.
+    """
+    argv = [str(VENV_BIN / "rq"), "worker", "--url", REDIS_URL, "--serializer", "json",
+            "--worker-class", "rq.worker.SimpleWorker", "--with-scheduler", queue_name]
+    return Process(name, argv, env, log_dir / f"{name}.log")
+
+
 def wait_for_http(url: str, process: Process, timeout: float = 30.0) -> None:
     """Poll ``url`` until any HTTP response arrives; raise if the process exits or time runs out."""
     deadline = time.monotonic() + timeout
@@ -337,7 +350,20 @@ def machine_info() -> dict[str, Any]:
         "postgresql": row[0] if row else "unknown",
         "redis": redis_info.get("redis_version", "unknown"),
         "kernel": platform.release(),
+        "revision": source_revision(),
     }
+
+
+def source_revision() -> str:
+    """Return the project's git commit, with ``+dirty`` when tracked files have local changes."""
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True,
+                                text=True, check=False)
+        return result.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return commit + ("+dirty" if dirty else "")
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
