@@ -95,6 +95,8 @@ PROCESS_STOP_SECONDS = 15
 READY_TIMEOUT_SECONDS = 45
 LOG_TAIL_LINES = 30
 LOG_NAMES = ("driver", "setup", "redis", "app", "worker")
+# The twilio library logs each REST request's headers at INFO, which buries the cause.
+NOISY_LOGGER = "twilio.http_client"
 PHONE_PATTERN = re.compile(r"\+\d{7,15}")
 
 
@@ -292,8 +294,9 @@ def start_redis(stack: Stack) -> None:
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     client = connect_redis(url)
     if client is None:
-        print(f"  no Redis server responds at {url}; starting a private redis-server")
+        print(f"  no Redis server responds at {url}")
         url, service = start_private_redis(stack.directory)
+        print(f"  started a private redis-server at {url}")
         stack.services.append(service)
         client = connect_redis(url)
         assert client is not None
@@ -950,11 +953,15 @@ def report_failure(step_name: str, exc: BaseException) -> None:
     print(f"\nFAILED at step: {step_name}")
     print(f"  {type(exc).__name__}: {exc}")
     log = exc.log if isinstance(exc, DemoError) else None
-    if log is not None and log.exists():
-        print(f"  last {LOG_TAIL_LINES} lines of {log}:")
-        for line in log.read_text(encoding="utf-8", errors="replace").splitlines()[
-                -LOG_TAIL_LINES:]:
-            print(f"    {line}")
+    if log is None or not log.exists():
+        return
+    lines = [
+        line for line in log.read_text(encoding="utf-8", errors="replace").splitlines()
+        if NOISY_LOGGER not in line
+    ]
+    print(f"  last {LOG_TAIL_LINES} lines of {log}, without {NOISY_LOGGER} lines:")
+    for line in lines[-LOG_TAIL_LINES:]:
+        print(f"    {line}")
 
 
 if __name__ == "__main__":
