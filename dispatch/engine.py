@@ -26,6 +26,7 @@ from dispatch.eligibility import (
 from dispatch.models import (
     Account,
     Channel,
+    ChannelPause,
     ChannelState,
     Dispatch,
     DispatchState,
@@ -564,7 +565,7 @@ class DispatchEngine:
         else:
             route = self.route_for(dispatch, profile)
             assert route is not None
-            channels = [Channel(c) for c in route.channels]
+            channels = self._escalation_channels(dispatch.account_id, route)
             self._create_offer(
                 dispatch,
                 profile,
@@ -583,6 +584,25 @@ class DispatchEngine:
                 body=messages.caller_unacknowledged(profile.account.name),
                 from_number=dispatch.answering_number,
             )
+
+    def _escalation_channels(self, account_id: int, route: Route) -> list[Channel]:
+        """The route's channels that are not paused; a call when every one of them is.
+
+        The desk must hear about the dispatch even when, say, texting is paused for the
+        account after a configuration error.
+        """
+        paused = {
+            row.channel
+            for row in self.session.execute(
+                select(ChannelPause).where(
+                    ChannelPause.account_id == account_id, ChannelPause.active
+                )
+            ).scalars()
+        }
+        usable = [Channel(c) for c in route.channels if Channel(c) not in paused]
+        if usable:
+            return usable
+        return [c for c in (Channel.VOICE, Channel.SMS) if c not in paused][:1] or [Channel.VOICE]
 
     def no_one_available(self, dispatch: Dispatch, reason: str) -> None:
         """Settle a dispatch nobody can take, and alert the final escalation line."""
