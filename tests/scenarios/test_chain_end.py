@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dispatch.models import ChannelState, DispatchState, OfferKind
-from tests.harness import ANS, BASE_PROFILE, CUSTOMER, D, DESK, Harness
+from tests.harness import ANS, BASE_PROFILE, CUSTOMER, DESK, D, Harness
 
 
 def members_with(key: str, number: str) -> list[dict[str, object]]:
