@@ -9,6 +9,7 @@ import pytest
 import requests
 from rq.worker import BaseWorker
 from twilio.request_validator import RequestValidator
+from werkzeug.serving import BaseWSGIServer
 
 from dispatch.models import Receipt
 from fake_twilio.calls import FakeCall
@@ -19,14 +20,25 @@ SMS_ROUTE = {"channels": ["sms"], "ack_window_sms_seconds": 120}
 VOICE_ROUTE = {"channels": ["voice"], "ack_window_voice_seconds": 120}
 
 
-@pytest.fixture(autouse=True)
-def quiet_worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Skip the RQ worker's pubsub thread, which listens only for kill commands.
+SERVER_POLL_SECONDS = 0.02
 
-    RQ 3.0 starts it with a 60 s poll, and the stop in the worker's teardown sometimes waits
-    for that poll to end, so a burst run of a few milliseconds can take a whole minute.
+
+@pytest.fixture(autouse=True)
+def fast_loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Remove two waits that make scenario tests slow but test nothing.
+
+    RQ 3.0 starts the worker's pubsub thread, which listens only for kill commands, with a
+    60 s poll, and the worker's teardown sometimes waits for that poll to end, so a burst run
+    of a few milliseconds can take a whole minute. The thread is skipped. Werkzeug's
+    ``serve_forever`` checks for shutdown every 0.5 s, which each test pays twice on teardown.
     """
     monkeypatch.setattr(BaseWorker, "subscribe", lambda self: None)
+    serve_forever = BaseWSGIServer.serve_forever
+
+    def serve_fast(self: BaseWSGIServer, poll_interval: float = SERVER_POLL_SECONDS) -> None:
+        serve_forever(self, poll_interval=min(poll_interval, SERVER_POLL_SECONDS))
+
+    monkeypatch.setattr(BaseWSGIServer, "serve_forever", serve_fast)
     yield
 
 

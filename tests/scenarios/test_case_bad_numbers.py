@@ -10,9 +10,9 @@ import redis
 
 from dispatch.models import ChannelState, DispatchState
 from tests.harness import CUSTOMER, D, Harness
-from tests.scenarios.case_support import quiet_worker, texts_to
+from tests.scenarios.case_support import fast_loopback, texts_to
 
-__all__ = ["quiet_worker"]
+__all__ = ["fast_loopback"]
 
 INVALID_FOR_CALLS = "+15005550001"  # fake_twilio: 21211 on create
 LANDLINE = "+15005550009"  # fake_twilio: 21614 on message create

@@ -14,14 +14,14 @@ from dispatch.models import ChannelState, Dispatch, Offer, OfferChannel, OutboxM
 from tests.harness import ACCOUNT_SID, ANS, CUSTOMER, DESK, A, Harness
 from tests.scenarios.case_support import (
     VOICE_ROUTE,
-    quiet_worker,
+    fast_loopback,
     receipts,
     send_webhook,
     sid,
     start_sms_offer,
 )
 
-__all__ = ["quiet_worker"]
+__all__ = ["fast_loopback"]
 
 
 def _call_status_form(call_sid: str, status: str, sequence: int) -> list[tuple[str, str]]:

@@ -15,8 +15,8 @@ import webhooks.routes
 from dispatch.models import ChannelState, DispatchState
 from tests.harness import ACCOUNT_SID, A, B, Harness
 from tests.scenarios.case_support import (
+    fast_loopback,
     inbound_sms_form,
-    quiet_worker,
     receipts,
     send_webhook,
     sid,
@@ -25,7 +25,7 @@ from tests.scenarios.case_support import (
     texts_to,
 )
 
-__all__ = ["quiet_worker"]
+__all__ = ["fast_loopback"]
 
 
 def _slow_first_call(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
@@ -130,9 +130,10 @@ def test_status_duplicates_keep_updates(harness: Harness) -> None:
     assert send_webhook(harness, path, status("delivered")).status_code == 200
     harness.advance(1)
     assert send_webhook(harness, path, status("delivered")).status_code == 200
+    assert send_webhook(harness, path, status("sent")).status_code == 200
 
     rows = [r for r in receipts(harness, "sms_status") if r.provider_sid == offer.sid]
-    assert [r.outcome for r in rows] == ["progress", "progress", "duplicate"]
+    assert [r.outcome for r in rows] == ["progress", "progress", "duplicate", "duplicate"]
     assert harness.offers()[0].channels[0].state == ChannelState.DELIVERED
     assert [e.detail["status"] for e in harness.events("message_status")] == ["sent", "delivered"]
     harness.fake.phone(B).assert_no_new_sms()

@@ -9,15 +9,15 @@ from dispatch.models import ChannelState, DispatchState, OptOut
 from tests.harness import ANS, BASE_PROFILE, A, B, Harness
 from tests.scenarios.case_support import (
     SMS_ROUTE,
+    fast_loopback,
     inbound_sms_form,
-    quiet_worker,
     send_webhook,
     sid,
     start_sms_offer,
     texts_to,
 )
 
-__all__ = ["quiet_worker"]
+__all__ = ["fast_loopback"]
 
 OPTED_OUT_NUMBER = "+15005550004"  # fake_twilio fails texts to it with 21610
 

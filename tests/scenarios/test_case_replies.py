@@ -10,14 +10,14 @@ from dispatch.profile import ProfileError
 from tests.harness import ANS, ANS2, SERVICE_SID, STRANGER, A, B, C, Harness, profile_yaml
 from tests.scenarios.case_support import (
     SMS_ROUTE,
+    fast_loopback,
     inbound_sms_form,
-    quiet_worker,
     send_webhook,
     sid,
     texts_to,
 )
 
-__all__ = ["quiet_worker"]
+__all__ = ["fast_loopback"]
 
 ACCEPTS = [" yes ", "Yes.", "y\n", "Yes\nSent from my iPhone", "ＹＥＳ", "OK👍",
            "👍🏽", "👍\ufe0f", "Yes, on my way"]
@@ -224,6 +224,7 @@ def test_late_replies_full_timeline(harness: Harness) -> None:
     newest = harness.dispatch()
     assert newest.caller_number == STRANGER
     assert newest.id not in (first.id, second.id, third.id)
+    assert harness.offered_members(newest.id) == ["b"]
 
     harness.advance(30)
     acks_before = len(harness.events("acknowledged"))

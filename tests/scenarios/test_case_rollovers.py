@@ -19,12 +19,12 @@ from dispatch.models import ChannelState, DispatchState
 from jobs.reconciler import reconcile_once
 from tests.harness import A, B, C, Harness
 from tests.scenarios.case_support import (
-    quiet_worker,
+    fast_loopback,
     start_sms_offer,
     texts_to,
 )
 
-__all__ = ["quiet_worker"]
+__all__ = ["fast_loopback"]
 
 
 def _release_scheduled_jobs(harness: Harness) -> list[str]:

@@ -15,13 +15,13 @@ from dispatch.models import Offer, PoolState
 from tests.harness import ANS, BASE_PROFILE, CUSTOMER, CUSTOMER2, Harness
 from tests.scenarios.case_support import (
     SMS_ROUTE,
+    fast_loopback,
     inbound_sms_form,
-    quiet_worker,
     send_webhook,
     sid,
 )
 
-__all__ = ["quiet_worker"]
+__all__ = ["fast_loopback"]
 
 FOUR = [{"key": "techs", "members": ["a", "b", "c", "d"]}]
 

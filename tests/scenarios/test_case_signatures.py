@@ -12,16 +12,16 @@ from dispatch.settings import ConfigurationError
 from jobs.runtime import set_runtime
 from tests.harness import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE, A, B, Harness
 from tests.scenarios.case_support import (
+    fast_loopback,
     inbound_sms_form,
     post_signed,
-    quiet_worker,
     receipts,
     sid,
     signature,
     start_sms_offer,
 )
 
-__all__ = ["quiet_worker"]
+__all__ = ["fast_loopback"]
 
 PROXY_HEADERS = {
     "X-Forwarded-Proto": "https",
