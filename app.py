@@ -54,6 +54,8 @@ def _configure_logging(settings: Settings) -> None:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # The twilio library logs every request's parameters (full phone numbers) at INFO.
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 
 def _register_blueprints(app: Flask) -> None:

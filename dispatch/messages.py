@@ -142,6 +142,11 @@ def caller_received(account_name: str, minutes: int | None) -> str:
     )
 
 
+def caller_accepted(account_name: str, who: str) -> str:
+    return (f"{account_name}: {who} has your request and will contact you shortly from our "
+            "number.")
+
+
 def caller_unacknowledged(account_name: str) -> str:
     return (
         f"{account_name}: the on-call team has not answered yet. Our answering service has "

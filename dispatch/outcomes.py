@@ -114,7 +114,24 @@ def accept(
             stand_down_offer(engine, other, "superseded")
     if via == "sms":
         _confirm_by_sms(engine, dispatch, offer, channel)
+    if dispatch.source == Channel.SMS and dispatch.caller_number:
+        _tell_texting_caller(engine, dispatch, offer)
     return AcceptResult("accepted", dispatch, offer.member_name, now)
+
+
+def _tell_texting_caller(engine: DispatchEngine, dispatch: Dispatch, offer: Offer) -> None:
+    """Tell a caller who texted that someone has the job; staff numbers are never shared."""
+    profile = engine.profile_for(engine.account(dispatch.account_id))
+    first_name = offer.member_name.split()[0] if offer.member_key else "Our answering service"
+    assert dispatch.caller_number is not None
+    engine.queue_sms(
+        dispatch,
+        to=dispatch.caller_number,
+        purpose="caller_accepted",
+        body=messages.caller_accepted(profile.account.name, first_name),
+        from_number=dispatch.answering_number,
+        dedup_key=f"caller_accepted:{dispatch.id}",
+    )
 
 
 def _confirm_by_sms(

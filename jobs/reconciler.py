@@ -33,6 +33,7 @@ from dispatch.models import (
     OutboxState,
 )
 from dispatch.outcomes import rollover_due
+from dispatch.taken_messages import deliver_taken_messages
 from jobs.enqueue import JOB_TIMEOUT_SECONDS, apply_effects
 from jobs.runtime import Runtime, get_runtime
 
@@ -54,6 +55,7 @@ class TickReport:
     resent_channels: list[int] = field(default_factory=list)
     resent_outbox: list[int] = field(default_factory=list)
     uncertain: list[int] = field(default_factory=list)
+    messages_delivered: list[int] = field(default_factory=list)
 
 
 def reconcile_once(runtime: Runtime) -> TickReport:
@@ -61,6 +63,7 @@ def reconcile_once(runtime: Runtime) -> TickReport:
     _roll_over_overdue(runtime, report)
     _start_overdue_intake(runtime, report)
     _requeue_stalled(runtime, report)
+    _deliver_messages(runtime, report)
     _write_heartbeat(runtime, report)
     return report
 
@@ -185,6 +188,14 @@ def _requeue_stalled(runtime: Runtime, report: TickReport) -> None:
     report.resent_channels.extend(channel_ids)
     report.resent_outbox.extend(outbox_ids)
     report.uncertain.extend(uncertain_ids)
+
+
+def _deliver_messages(runtime: Runtime, report: TickReport) -> None:
+    with runtime.db.write("reconciler messages") as session:
+        engine = DispatchEngine(session, runtime.clock.now(), runtime.engine_config())
+        report.messages_delivered.extend(deliver_taken_messages(engine))
+        effects = engine.effects
+    apply_effects(runtime, effects)
 
 
 def _write_heartbeat(runtime: Runtime, report: TickReport) -> None:

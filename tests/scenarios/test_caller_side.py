@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from dispatch.models import DispatchState
-from tests.harness import ANS, CUSTOMER, DESK, A, Harness
+from tests.harness import ANS, CUSTOMER, DESK, A, D, Harness
 
 MENU_SCRIPT = {
     "greeting": "Thank you for calling Acme Plumbing.",
@@ -199,3 +200,28 @@ def test_forward_route_dials_number(harness: Harness) -> None:
     call = harness.fake.phone(CUSTOMER).dial(ANS)
     assert call.dialed == [office]
     assert harness.dispatch().state == DispatchState.FORWARDED
+
+
+def test_taken_message_delivered_at_opening(harness: Harness) -> None:
+    routes = [
+        {"key": "emergency", "menu": "1", "action": "page", "pool": "techs", "channels": ["sms"]},
+        {"key": "other", "menu": "2", "action": "message", "message_pool": "office"},
+    ]
+    harness.load_profile(
+        caller_script=MENU_SCRIPT, routes=routes,
+        pools=[{"key": "techs", "members": ["a", "b", "c"]}, {"key": "office", "members": ["d"]}],
+        business_hours={"wed": ["08:00-17:00"]},
+    )
+    harness.clock.freeze(datetime(2025, 6, 11, 4, 0, tzinfo=UTC))  # 23:00 Tuesday in Chicago
+    call = harness.fake.phone(CUSTOMER).dial(ANS)
+    call.press("2")
+    call.say_speech("please quote a new water heater")
+    harness.tick()
+    harness.fake.phone(D).assert_no_new_sms()
+
+    harness.advance(9 * 3600)  # 08:00 Wednesday in Chicago
+
+    text = harness.fake.phone(D).expect_sms("water heater")
+    assert CUSTOMER in text.body
+    harness.tick()
+    harness.fake.phone(D).assert_no_new_sms()

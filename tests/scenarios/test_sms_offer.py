@@ -74,3 +74,14 @@ def test_chain_runs_out_to_desk(harness: Harness) -> None:
     assert dispatch.state == DispatchState.UNACKNOWLEDGED
     harness.fake.phone(CUSTOMER).expect_sms("has not answered yet")
     harness.fake.phone(C).assert_no_new_sms()
+
+
+def test_texting_caller_told_of_accept(harness: Harness) -> None:
+    harness.load_profile()
+    harness.set_pointer("techs", "c", 2)
+    harness.customer_texts("No hot water")
+    harness.fake.phone(A).send_sms("+13125550100", "1")
+    harness.run_jobs()
+
+    text = harness.fake.phone(CUSTOMER).expect_sms("Alice has your request")
+    assert A not in text.body
