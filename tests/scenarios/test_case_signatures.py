@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -10,7 +11,18 @@ from app import create_app
 from dispatch.models import DispatchState
 from dispatch.settings import ConfigurationError
 from jobs.runtime import set_runtime
-from tests.harness import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE, A, B, Harness
+from tests.harness import (
+    ACCOUNT_SID,
+    ANS,
+    AUTH_TOKEN,
+    CUSTOMER,
+    DESK,
+    PUBLIC_BASE,
+    A,
+    B,
+    C,
+    Harness,
+)
 from tests.scenarios.case_support import (
     fast_loopback,
     inbound_sms_form,
@@ -22,6 +34,9 @@ from tests.scenarios.case_support import (
 )
 
 __all__ = ["fast_loopback"]
+
+OUR_PACKAGES = {"app", "dispatch", "jobs", "webhooks"}
+SCENARIO_NUMBERS = [A, B, C, CUSTOMER, ANS, DESK]
 
 PROXY_HEADERS = {
     "X-Forwarded-Proto": "https",
@@ -129,3 +144,25 @@ def test_readyz_reports_missing_token(harness: Harness) -> None:
     assert response.status_code == 503
     assert response.get_json()["checks"]["twilio_auth_token"] == "missing"
     assert posted.status_code == 403
+
+
+def test_logs_hide_secrets_and_numbers(harness: Harness, caplog: pytest.LogCaptureFixture,
+                                       ) -> None:
+    """No log line carries the auth token, a signature or a whole phone number."""
+    caplog.set_level(logging.DEBUG)
+    start_sms_offer(harness)
+    form = inbound_sms_form(A, "YES", sid("SM", 1))
+    wrong_url = "http://dispatch.example.org/twilio/sms"
+    post_signed(harness, "/twilio/sms", form, signed_url=wrong_url, headers=PROXY_HEADERS)
+    post_signed(harness, "/twilio/sms", form, headers=PROXY_HEADERS)
+    harness.advance(200)
+
+    ours = [r for r in caplog.records if r.name.split(".")[0] in OUR_PACKAGES]
+    assert ours, "no log records were captured from the service"
+    for record in ours:
+        text = record.getMessage()
+        assert AUTH_TOKEN not in text, record.name
+        assert signature(wrong_url, form) not in text, record.name
+        assert signature(f"{PUBLIC_BASE}/twilio/sms", form) not in text, record.name
+        for number in SCENARIO_NUMBERS:
+            assert number[2:] not in text, f"{record.name}: {text}"
