@@ -217,6 +217,17 @@ class FakeTwilio:
 
         A task that raises is logged and recorded in ``errors``; the remaining tasks still run.
         """
+        # A task that drives a phone (a scripted answer, say) calls run_pending() again;
+        # running later tasks inside it would let them overtake the one in progress.
+        if getattr(self._local, "running_tasks", False):
+            return 0
+        self._local.running_tasks = True
+        try:
+            return self._run_due_tasks()
+        finally:
+            self._local.running_tasks = False
+
+    def _run_due_tasks(self) -> int:
         ran = 0
         while ran < MAX_TASKS_PER_RUN:
             with self.lock:

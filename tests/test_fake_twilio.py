@@ -766,3 +766,25 @@ def test_parent_credentials_reach_subaccount(
             to=TECH, from_=ANSWERING_NUMBER, body="x"
         )
     assert raised.value.code == 20003
+
+
+def test_scripted_answer_after_ring_in_one_step() -> None:
+    """A clock step that passes both the ring and a scripted answer still answers."""
+    from dispatch.clock import FixedClock
+    from fake_twilio import FakeTwilio
+    from fake_twilio.scripts import answer_and_press
+
+    clock = FixedClock(datetime(2025, 6, 10, 15, 0, tzinfo=UTC))
+    fake = FakeTwilio(clock, {"AC" + "0" * 32: "token"})
+    fake.phone("+13125550101").script(answer_and_press("1", after_seconds=3))
+    call = fake.create_call("AC" + "0" * 32, MultiDict({
+        "To": "+13125550101", "From": "+13125550100",
+        "Twiml": "<Response><Gather numDigits='1'><Say>Press 1</Say></Gather></Response>",
+    }))
+    clock.advance(5)
+    fake.run_pending()
+    clock.advance(1)
+    fake.run_pending()
+
+    assert call.status in ("in-progress", "completed")
+    assert "Press 1" in call.said_text
