@@ -43,6 +43,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     _register_blueprints(app)
     _register_commands(app)
+    if not settings.OPERATOR_DESK_NUMBER:
+        logger.warning(
+            "OPERATOR_DESK_NUMBER is not set: a dispatch whose chain runs out alerts nobody "
+            "unless its account's profile names a final_escalation line"
+        )
     return app
 
 

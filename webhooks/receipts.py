@@ -272,7 +272,7 @@ def _reject(
     """Record a request that failed the signature check; events are capped per minute."""
     logger.warning("%s: rejected request %s: %s (url %s)", route_name, sid or "?", reason, url)
     try:
-        key = "rrd:rejections:" + rt.clock.now().strftime("%Y%m%d%H%M")
+        key = f"rrd:{rt.settings.QUEUE_NAME}:rejections:{rt.clock.now():%Y%m%d%H%M}"
         count = int(rt.redis.incr(key))
         rt.redis.expire(key, 120)
     except redis.RedisError:
