@@ -232,7 +232,7 @@ def start_gunicorn(
     name: str, app_spec: str, port: int, env: dict[str, str], log_dir: Path, *,
     workers: int, threads: int,
 ) -> Process:
-    """Start gunicorn with gthread workers on 127.0.0.1:``port`` and wait until it answers."""
+    """Start gunicorn with gthread workers on 127.0.0.1:``port`` and wait until it responds."""
     argv = [
         str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
         "--worker-class", "gthread", "--threads", str(threads), "--log-level", "warning",
@@ -272,13 +272,13 @@ def wait_for_http(url: str, process: Process, timeout: float = 30.0) -> None:
     while time.monotonic() < deadline:
         if process.popen.poll() is not None:
             raise RuntimeError(f"{process.name} exited with {process.popen.returncode} before "
-                               f"answering; see {process.log_path}")
+                               f"responding; see {process.log_path}")
         try:
             requests.get(url, timeout=1)
             return
         except requests.RequestException:
             time.sleep(0.2)
-    raise TimeoutError(f"{process.name} did not answer {url} within {timeout:.0f}s; "
+    raise TimeoutError(f"{process.name} did not respond to {url} within {timeout:.0f}s; "
                        f"see {process.log_path}")
 
 

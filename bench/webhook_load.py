@@ -1,8 +1,8 @@
 """Load ``POST /twilio/voice`` at a fixed rate under gunicorn, then a bare Flask route the same way.
 
-Each request is a new call (new CallSid) from a new caller number, signed as Twilio signs it,
-so every one passes the signature check and creates a dispatch in intake: no rate limit or
-follow-up detection cuts the work short. The app runs against a throwaway PostgreSQL database
+Each request is a new call (new CallSid) from a new caller number, signed as Twilio signs it.
+So every request passes the signature check and creates a dispatch in intake, and no rate limit
+or follow-up detection cuts the work short. The app runs against a throwaway PostgreSQL database
 and Redis key prefix. No worker runs, so the dispatches stay in intake.
 
 Example (about 2.5 minutes)::
