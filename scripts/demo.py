@@ -90,6 +90,7 @@ AVA, BEN, DEE, EVE, FAY = (
     "+13125550101", "+13125550102", "+13125550104", "+13125550105", "+13125550106",
 )
 CUSTOMERS = ("+13125550150", "+13125550151", "+13125550152", "+13125550153")
+WITHHELD_CALLBACK = "+13125550160"
 
 PROCESS_STOP_SECONDS = 15
 READY_TIMEOUT_SECONDS = 45
@@ -546,6 +547,14 @@ class Driver:
                             self.stack.log("app"))
         return dispatch.id
 
+    def new_dispatch_from_any(self, after_id: int) -> int:
+        """Return the id of the dispatch created after ``after_id`` (a withheld caller's)."""
+        latest = self.last_dispatch_id()
+        if latest <= after_id:
+            raise DemoError("no dispatch was created for the withheld caller",
+                            self.stack.log("app"))
+        return latest
+
     def last_dispatch_id(self) -> int:
         with self.db.read() as session:
             return session.execute(select(Dispatch.id).order_by(Dispatch.id.desc())
@@ -701,6 +710,33 @@ def scene_chain_runs_out(driver: Driver) -> Scene | None:
                  DispatchState.ACKNOWLEDGED)
 
 
+def scene_withheld_caller(driver: Driver) -> Scene | None:
+    """Play a call from a withheld number: the caller keys in a callback number first."""
+    driver.jump_to(NIGHT_START + timedelta(hours=4, minutes=40))
+    driver.script({number: answer_and_press("1", after_seconds=PHONE_DELAY_SECONDS)
+                   for number in (AVA, BEN, DEE, EVE, FAY)})
+    before = driver.last_dispatch_id()
+    call = driver.fake.phone("Anonymous").dial(ANSWERING)
+    driver._require_gather(call, "the callback number prompt")
+    call.press(WITHHELD_CALLBACK.removeprefix("+1") + "#")
+    driver._require_gather(call, "the menu")
+    call.press("1")
+    driver._require_gather(call, "the reason prompt")
+    call.say_speech("Smell of gas near the water heater")
+    if not call.ended:
+        call.hangup()
+    dispatch_id = driver.new_dispatch_from_any(before)
+    driver.run_until("withheld caller's dispatch accepted",
+                     driver.state_is(dispatch_id, DispatchState.ACKNOWLEDGED), 600)
+    driver.run_until("caller-supplied number dialled",
+                     lambda: driver.has_event(dispatch_id, "callback_dialled"), 120)
+    for number in (AVA, BEN, DEE, EVE, FAY):
+        driver.end_bridges(number)
+    driver.settle(dispatch_id)
+    return Scene("withheld caller, accepted and connected to the keyed-in number", dispatch_id,
+                 DispatchState.ACKNOWLEDGED)
+
+
 def scene_message_taken(driver: Driver) -> Scene | None:
     """Play a call that chooses the message route, which settles without paging."""
     driver.jump_to(NIGHT_START + timedelta(hours=5))
@@ -721,6 +757,8 @@ SCENES: list[tuple[str, Callable[[Driver], Scene | None]]] = [
      scene_caller_followup),
     ("A text no member accepts: the pool, the backup, the operator desk; Dee accepts late",
      scene_chain_runs_out),
+    ("A caller with a withheld number keys in a callback number, presses 1, and is connected",
+     scene_withheld_caller),
     ("A caller presses 2: the message is kept for the office and no member is paged",
      scene_message_taken),
 ]
