@@ -56,11 +56,15 @@ class Effects:
     send_channels: list[int] = field(default_factory=list)
     outbox: list[int] = field(default_factory=list)
     rollovers: list[tuple[int, datetime]] = field(default_factory=list)
+    # Rollover jobs, as (offer id, deadline), that no longer need to run. Deleting them only
+    # saves work, because a rollover job checks the offer's state before it acts.
+    cancelled_rollovers: list[tuple[int, datetime]] = field(default_factory=list)
 
     def extend(self, other: Effects) -> None:
         self.send_channels.extend(other.send_channels)
         self.outbox.extend(other.outbox)
         self.rollovers.extend(other.rollovers)
+        self.cancelled_rollovers.extend(other.cancelled_rollovers)
 
 
 @dataclass
@@ -529,6 +533,9 @@ class DispatchEngine:
         return offer
 
     def _sms_body(self, dispatch: Dispatch, profile: Profile) -> str:
+        return messages.fit_two_segments(self._offer_text(dispatch, profile))
+
+    def _offer_text(self, dispatch: Dispatch, profile: Profile) -> str:
         return messages.sms_offer(
             account_name=profile.account.name,
             code=dispatch.code,
@@ -685,7 +692,7 @@ class DispatchEngine:
             purpose=purpose,
             to_number=to,
             from_number=from_number,
-            body=body,
+            body=messages.fit_two_segments(body),
             dedup_key=key,
             state=OutboxState.PENDING,
             payload={},

@@ -163,3 +163,33 @@ def caller_no_one(account_name: str) -> str:
 
 def desk_alert(account_name: str, code: str, what: str) -> str:
     return f"ALERT {account_name}: dispatch {code}: {what}. Please follow up."
+
+
+GSM7_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENDED = set("^{}\\[~]|€")
+# Characters that Twilio's smart encoding replaces with GSM-7 ones before sending.
+SMART_REPLACEMENTS = {"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "…": "..."}
+TWO_GSM7_SEGMENTS = 306  # septets: two concatenated segments of 153
+TWO_UCS2_SEGMENTS = 134  # characters: two concatenated segments of 67
+
+
+def fit_two_segments(text: str) -> str:
+    """Shorten a text so it travels in at most two SMS segments.
+
+    GSM-7 text may use 306 septets (extended characters take two); anything else is sent as
+    UCS-2, where two segments hold 134 characters.
+    """
+    plain = "".join(SMART_REPLACEMENTS.get(ch, ch) for ch in text)
+    if all(ch in GSM7_BASIC or ch in GSM7_EXTENDED for ch in plain):
+        septets = 0
+        for index, ch in enumerate(plain):
+            septets += 2 if ch in GSM7_EXTENDED else 1
+            if septets > TWO_GSM7_SEGMENTS:
+                return plain[: index - 3] + "..."
+        return plain
+    if len(text) <= TWO_UCS2_SEGMENTS:
+        return text
+    return text[: TWO_UCS2_SEGMENTS - 1] + "…"
