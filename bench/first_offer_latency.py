@@ -54,6 +54,7 @@ from bench.stack import (
     start_flask_command,
     start_gunicorn,
     start_simple_rq_worker,
+    start_warm_rq_worker,
     summarize_ms,
     write_result,
 )
@@ -104,15 +105,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seconds of measured load (default 60)")
     parser.add_argument("--drain", type=float, default=60.0,
                         help="seconds to wait after the load for the last offers (default 60)")
-    parser.add_argument("--rq-worker", choices=("fork", "simple"), default="fork",
+    parser.add_argument("--rq-worker", choices=("fork", "warm-fork", "simple"), default="fork",
                         help="fork: 'flask rq-worker', which forks a work horse per job; "
+                             "warm-fork: the same after importing the job modules "
+                             "(bench/warm_rq_worker.py); "
                              "simple: 'rq worker' with SimpleWorker, no fork (default fork)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (default 4)")
     parser.add_argument("--threads", type=int, default=4,
                         help="threads per gthread worker (default 4)")
     parser.add_argument("--name", default=None,
                         help="result file name under bench/results/, without .json "
-                             "(default first_offer_<source>_<rate>[_simple])")
+                             "(default first_offer_<source>_<rate>[_<rq worker>])")
     return parser.parse_args(argv)
 
 
@@ -185,12 +188,16 @@ class Stack:
             if args.rq_worker == "simple":
                 self.processes.append(start_simple_rq_worker("rq-worker", f"{prefix}:queue",
                                                              env, log_dir))
+            elif args.rq_worker == "warm-fork":
+                self.processes.append(start_warm_rq_worker("rq-worker", f"{prefix}:queue",
+                                                           env, log_dir))
             else:
                 self.processes.append(start_flask_command("rq-worker", ["rq-worker"], env,
                                                           log_dir))
             self.processes.append(start_flask_command("reconciler", ["reconciler"], env,
                                                       log_dir))
-        except Exception:
+        except BaseException:
+            # Includes KeyboardInterrupt, so an interrupted start leaves no server running.
             self.stop()
             raise
 
@@ -340,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
                                                    "%(message)s")
     logging.getLogger("fake_twilio").setLevel(logging.WARNING)
     args = parse_args(argv)
-    suffix = "_simple" if args.rq_worker == "simple" else ""
+    suffix = "" if args.rq_worker == "fork" else "_" + args.rq_worker.replace("-", "_")
     name = args.name or f"first_offer_{args.source}_{args.rate:g}{suffix}"
     run_id = new_run_id()
     log_dir = Path(tempfile.mkdtemp(prefix=f"rrd-bench-{run_id}-"))

@@ -266,6 +266,14 @@ def start_simple_rq_worker(
     return Process(name, argv, env, log_dir / f"{name}.log")
 
 
+def start_warm_rq_worker(
+    name: str, queue_name: str, env: dict[str, str], log_dir: Path
+) -> Process:
+    """Start RQ's forking worker with the job modules imported before the first fork."""
+    argv = [sys.executable, "-m", "bench.warm_rq_worker", queue_name]
+    return Process(name, argv, env, log_dir / f"{name}.log")
+
+
 def wait_for_http(url: str, process: Process, timeout: float = 30.0) -> None:
     """Poll ``url`` until any HTTP response arrives; raise if the process exits or time runs out."""
     deadline = time.monotonic() + timeout
