@@ -16,9 +16,12 @@ from admin.queries import list_page, list_statement
 from admin.scope import AccountScope, Principal
 from admin.timefmt import duration_text, local_text, utc_text
 from admin.timeline import build_timeline
-from admin.web import client_address, load_principal, now, principal, runtime
+from admin.web import client_address, load_principal, now, principal, requires, runtime
+from dispatch.engine import DispatchEngine
 from dispatch.models import Dispatch, DispatchState
+from dispatch.outcomes import cancel
 from dispatch.store import profile_cache
+from jobs.enqueue import apply_effects
 
 logger = logging.getLogger(__name__)
 
@@ -118,3 +121,25 @@ def _record_phi_view(dispatch: Dispatch) -> None:
             session, audit.PHI_VIEWED, at=now(), account_id=dispatch.account_id,
             actor=principal().actor, dispatch_id=dispatch.id,
         )
+
+
+@bp.post("/dispatches/<int:dispatch_id>/cancel")
+@requires("manager")
+def dispatch_cancel(dispatch_id: int) -> Response:
+    """Cancel an open dispatch; its live offers are stood down and nobody more is paged."""
+    reason = (request.form.get("reason") or "").strip()
+    if not reason:
+        raise BadRequest("a reason is required to cancel a dispatch")
+    rt = runtime()
+    with rt.db.read() as session:
+        AccountScope(session, principal()).dispatch(dispatch_id)
+    with rt.db.write("admin cancel") as session:
+        engine = DispatchEngine(session, now(), rt.engine_config())
+        dispatch = engine.lock_dispatch(dispatch_id)
+        assert dispatch is not None
+        cancelled = cancel(engine, dispatch, actor=principal().actor, reason=reason[:500])
+        effects = engine.effects
+    apply_effects(rt, effects)
+    if not cancelled:
+        raise BadRequest(f"dispatch {dispatch_id} is already settled and cannot be cancelled")
+    return redirect(url_for("admin_dispatches.dispatch_detail", dispatch_id=dispatch_id))

@@ -51,6 +51,7 @@ SENTENCES: dict[str, str] = {
     "dispatch_unacknowledged": "Unacknowledged after {offers} offers; "
     "final escalation line {escalation_line} paged",
     "no_one_available": "No one available: {reason}",
+    "cancelled": "Cancelled by {actor}: {reason}",
     "no_escalation_line": "No final escalation line is configured, so nobody was alerted",
     "escalation_unanswered": "The final escalation line did not accept ({reason})",
     "message_taken": "Message taken for the office",

@@ -71,6 +71,7 @@ def accept(
         return AcceptResult("expired", dispatch, None, late_limit)
 
     was_unacknowledged = dispatch.state == DispatchState.UNACKNOWLEDGED
+    _cancel_rollover_jobs(engine, dispatch)
     dispatch.state = DispatchState.ACKNOWLEDGED
     dispatch.state_reason = f"accepted by {offer.member_name} via {via}"
     dispatch.acknowledged_at = now
@@ -119,6 +120,27 @@ def accept(
     return AcceptResult("accepted", dispatch, offer.member_name, now)
 
 
+def cancel(engine: DispatchEngine, dispatch: Dispatch, *, actor: str, reason: str) -> bool:
+    """Cancel an open dispatch for an admin and stand down its live offers.
+
+    Returns False, changing nothing, when the dispatch is already settled.
+    """
+    if not dispatch.is_open:
+        return False
+    dispatch.state = DispatchState.CANCELLED
+    dispatch.state_reason = f"cancelled by {actor}: {reason}"
+    dispatch.settled_at = engine.now
+    for offer in dispatch.offers:
+        if offer.state == OfferState.LIVE:
+            stand_down_offer(engine, offer, "cancelled")
+    events.record(
+        engine.session, "cancelled", at=engine.now, account_id=dispatch.account_id,
+        dispatch_id=dispatch.id, actor=actor, reason=reason,
+    )
+    logger.info("dispatch %d: cancelled by an admin", dispatch.id)
+    return True
+
+
 def _tell_texting_caller(engine: DispatchEngine, dispatch: Dispatch, offer: Offer) -> None:
     """Tell a caller who texted that someone has the job; staff numbers are never shared."""
     profile = engine.profile_for(engine.account(dispatch.account_id))
@@ -132,6 +154,16 @@ def _tell_texting_caller(engine: DispatchEngine, dispatch: Dispatch, offer: Offe
         from_number=dispatch.answering_number,
         dedup_key=f"caller_accepted:{dispatch.id}",
     )
+
+
+def _cancel_rollover_jobs(engine: DispatchEngine, dispatch: Dispatch) -> None:
+    """Ask for the timers of every live offer to be deleted: the first and the extended one."""
+    for other in dispatch.offers:
+        if other.state != OfferState.LIVE:
+            continue
+        first_deadline = other.created_at + timedelta(seconds=other.window_seconds)
+        for deadline in {first_deadline, other.deadline}:
+            engine.effects.cancelled_rollovers.append((other.id, deadline))
 
 
 def _confirm_by_sms(
