@@ -11,6 +11,7 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -678,13 +679,8 @@ class DispatchEngine:
         offer_id: int | None = None,
     ) -> OutboxMessage | None:
         """Queue a text for after the commit; a repeated ``dedup_key`` queues nothing."""
-        key = dedup_key or f"{purpose}:{dispatch.id if dispatch else 'none'}:{to}"
-        existing = self.session.execute(
-            select(OutboxMessage).where(OutboxMessage.dedup_key == key)
-        ).scalar_one_or_none()
-        if existing is not None:
-            return None
-        row = OutboxMessage(
+        return self._queue_outbox(
+            dedup_key or f"{purpose}:{dispatch.id if dispatch else 'none'}:{to}",
             account_id=dispatch.account_id if dispatch else account_id,
             dispatch_id=dispatch.id if dispatch else None,
             offer_id=offer_id,
@@ -693,27 +689,14 @@ class DispatchEngine:
             to_number=to,
             from_number=from_number,
             body=messages.fit_two_segments(body),
-            dedup_key=key,
-            state=OutboxState.PENDING,
-            payload={},
-            created_at=self.now,
         )
-        self.session.add(row)
-        self.session.flush()
-        self.effects.outbox.append(row.id)
-        return row
 
     def queue_call_alert(
         self, dispatch: Dispatch, *, to: str, text: str, purpose: str
     ) -> OutboxMessage | None:
         """Queue an alert call that reads ``text`` to the desk, once per dispatch and purpose."""
-        key = f"{purpose}:{dispatch.id}:{to}"
-        existing = self.session.execute(
-            select(OutboxMessage).where(OutboxMessage.dedup_key == key)
-        ).scalar_one_or_none()
-        if existing is not None:
-            return None
-        row = OutboxMessage(
+        return self._queue_outbox(
+            f"{purpose}:{dispatch.id}:{to}",
             account_id=dispatch.account_id,
             dispatch_id=dispatch.id,
             kind="call",
@@ -721,15 +704,7 @@ class DispatchEngine:
             to_number=to,
             from_number=dispatch.answering_number,
             body=text,
-            dedup_key=key,
-            state=OutboxState.PENDING,
-            payload={},
-            created_at=self.now,
         )
-        self.session.add(row)
-        self.session.flush()
-        self.effects.outbox.append(row.id)
-        return row
 
     def queue_call_update(
         self,
@@ -739,28 +714,33 @@ class DispatchEngine:
         status: str | None = None,
         twiml: str | None = None,
     ) -> None:
-        key = f"{purpose}:{channel.id}"
-        existing = self.session.execute(
-            select(OutboxMessage).where(OutboxMessage.dedup_key == key)
-        ).scalar_one_or_none()
-        if existing is not None:
-            return
-        row = OutboxMessage(
+        """Queue a change to a live call: cancel it (``status``) or switch its ``twiml``."""
+        self._queue_outbox(
+            f"{purpose}:{channel.id}",
             account_id=channel.account_id,
+            dispatch_id=channel.offer.dispatch_id,
             offer_id=channel.offer_id,
             kind="call_update",
             purpose=purpose,
             target_sid=channel.provider_sid,
             to_number=channel.to_number,
             payload={"status": status, "twiml": twiml, "channel_id": channel.id},
-            dedup_key=key,
-            state=OutboxState.PENDING,
-            created_at=self.now,
-            dispatch_id=channel.offer.dispatch_id,
+        )
+
+    def _queue_outbox(self, dedup_key: str, **fields: Any) -> OutboxMessage | None:
+        existing = self.session.execute(
+            select(OutboxMessage.id).where(OutboxMessage.dedup_key == dedup_key)
+        ).scalar_one_or_none()
+        if existing is not None:
+            return None
+        fields.setdefault("payload", {})
+        row = OutboxMessage(
+            dedup_key=dedup_key, state=OutboxState.PENDING, created_at=self.now, **fields
         )
         self.session.add(row)
         self.session.flush()
         self.effects.outbox.append(row.id)
+        return row
 
 
 def sms_from(profile: Profile) -> str:

@@ -7,8 +7,12 @@ pending outbox rows and overdue offers in the database and enqueues them again.
 from __future__ import annotations
 
 import logging
+import math
+from datetime import datetime
 
 import redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 
 from dispatch.engine import Effects
 from jobs.runtime import Runtime
@@ -40,8 +44,10 @@ def apply_effects(runtime: Runtime, effects: Effects) -> None:
                 "jobs.tasks.rollover",
                 offer_id,
                 job_timeout=JOB_TIMEOUT_SECONDS,
+                job_id=rollover_job_id(offer_id, deadline),
                 description=f"rollover offer {offer_id} at {deadline.isoformat()}",
             )
+        delete_rollover_jobs(runtime, effects.cancelled_rollovers)
     except redis.RedisError:
         logger.exception(
             "enqueue failed for channels %s outbox %s rollovers %s; the reconciler will retry",
@@ -49,3 +55,20 @@ def apply_effects(runtime: Runtime, effects: Effects) -> None:
             effects.outbox,
             [o for o, _ in effects.rollovers],
         )
+
+
+def rollover_job_id(offer_id: int, deadline: datetime) -> str:
+    """Return the RQ job id of an offer's rollover at one deadline, so it can be deleted."""
+    return f"rollover-{offer_id}-{math.ceil(deadline.timestamp())}"
+
+
+def delete_rollover_jobs(runtime: Runtime, jobs: list[tuple[int, datetime]]) -> None:
+    """Delete scheduled rollover jobs that have nothing left to do; missing ones are skipped."""
+    for offer_id, deadline in jobs:
+        job_id = rollover_job_id(offer_id, deadline)
+        try:
+            job = Job.fetch(job_id, connection=runtime.redis, serializer=runtime.queue.serializer)
+        except NoSuchJobError:
+            continue
+        job.delete()
+        logger.info("offer %d: rollover job %s deleted", offer_id, job_id)
