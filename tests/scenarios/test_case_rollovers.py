@@ -14,6 +14,7 @@ from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
+import jobs.enqueue
 import jobs.tasks
 from dispatch.models import ChannelState, DispatchState
 from jobs.reconciler import reconcile_once
@@ -43,7 +44,20 @@ def _release_scheduled_jobs(harness: Harness) -> list[str]:
 # -- a rollover job that runs after the acknowledgement ---------------------------------------
 
 
-def test_rollover_after_ack_skipped(harness: Harness) -> None:
+def test_ack_deletes_rollover_job(harness: Harness) -> None:
+    start_sms_offer(harness)
+    registry = ScheduledJobRegistry(queue=harness.runtime.queue, serializer=JSONSerializer)
+    assert len(registry.get_job_ids()) == 1
+
+    harness.fake.phone(A).send_sms("+13125550100", "YES")
+    harness.run_jobs()
+
+    assert registry.get_job_ids() == []
+
+
+def test_rollover_after_ack_skipped(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job still runs when deleting it failed, and then does nothing."""
+    monkeypatch.setattr(jobs.enqueue, "delete_rollover_jobs", lambda runtime, jobs: None)
     start_sms_offer(harness)
     harness.advance(60)
     harness.fake.phone(A).send_sms("+13125550100", "YES")
