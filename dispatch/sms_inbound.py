@@ -482,25 +482,36 @@ def _auto_reply(
     return True
 
 
-def _handle_caller_followup(
-    engine: DispatchEngine, account: Account, profile: Profile, sms: InboundSms, sender: str
-) -> SmsOutcome | None:
+def recent_dispatch_of_caller(
+    engine: DispatchEngine, account_id: int, caller: str
+) -> Dispatch | None:
+    """The caller's open dispatch, or one settled within the follow-up window.
+
+    Abandoned calls do not count: the caller never asked for anything.
+    """
     since = engine.now - timedelta(seconds=engine.config.followup_seconds)
-    dispatch = engine.session.execute(
+    return engine.session.execute(
         select(Dispatch)
         .where(
-            Dispatch.account_id == account.id,
-            Dispatch.caller_number == sender,
+            Dispatch.account_id == account_id,
+            Dispatch.caller_number == caller,
             or_(
                 Dispatch.state.in_(
                     [DispatchState.INTAKE, DispatchState.OFFERING, DispatchState.UNACKNOWLEDGED]
                 ),
                 Dispatch.settled_at >= since,
             ),
+            Dispatch.state.not_in([DispatchState.ABANDONED]),
         )
         .order_by(Dispatch.id.desc())
         .limit(1)
     ).scalar_one_or_none()
+
+
+def _handle_caller_followup(
+    engine: DispatchEngine, account: Account, profile: Profile, sms: InboundSms, sender: str
+) -> SmsOutcome | None:
+    dispatch = recent_dispatch_of_caller(engine, account.id, sender)
     if dispatch is None:
         return None
     events.record(

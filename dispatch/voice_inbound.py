@@ -25,7 +25,12 @@ from dispatch.models import (
 from dispatch.phones import PhoneNumberError, is_withheld, mask, normalize_e164, normalize_sender
 from dispatch.profile import Profile, Route
 from dispatch.routing import match_route, needs_menu
-from dispatch.sms_inbound import caller_over_limit, forward_followup, settle_without_paging
+from dispatch.sms_inbound import (
+    caller_over_limit,
+    forward_followup,
+    recent_dispatch_of_caller,
+    settle_without_paging,
+)
 from dispatch.voice import Dial, Gather, Hangup, Redirect, Say, Script, ended
 
 logger = logging.getLogger(__name__)
@@ -387,23 +392,7 @@ def _member_bridge(
 def _caller_followup(
     engine: DispatchEngine, account: Account, profile: Profile, caller: str, call_sid: str
 ) -> Script | None:
-    since = engine.now - timedelta(seconds=engine.config.followup_seconds)
-    dispatch = engine.session.execute(
-        select(Dispatch)
-        .where(
-            Dispatch.account_id == account.id,
-            Dispatch.caller_number == caller,
-            or_(
-                Dispatch.state.in_(
-                    [DispatchState.INTAKE, DispatchState.OFFERING, DispatchState.UNACKNOWLEDGED]
-                ),
-                Dispatch.settled_at >= since,
-            ),
-            Dispatch.state.not_in([DispatchState.ABANDONED]),
-        )
-        .order_by(Dispatch.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
+    dispatch = recent_dispatch_of_caller(engine, account.id, caller)
     if dispatch is None or dispatch.source_sid == call_sid:
         return None
     events.record(
