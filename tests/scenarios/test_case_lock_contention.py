@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 import time
 from typing import Any
@@ -10,8 +12,9 @@ import pytest
 import requests
 
 import jobs.tasks
-from dispatch.models import DispatchState, OfferState
+from dispatch.models import DispatchState, Heartbeat, OfferState
 from jobs.reconciler import reconcile_once
+from jobs.runtime import get_runtime
 from tests.harness import ACCOUNT_SID, ANS, A, B, Harness
 from tests.scenarios.case_support import (
     fast_loopback,
@@ -101,3 +104,26 @@ def _post_all(senders: list[Any]) -> tuple[list[requests.Response], float]:
     done = [r for r in results if r is not None]
     assert len(done) == len(senders), "a webhook did not finish"
     return done, max(durations)
+
+
+def _child_writes_heartbeat(parent_engine_id: int, results: Any) -> None:
+    runtime = get_runtime()
+    with runtime.db.write("forked child") as session:
+        session.merge(Heartbeat(name="forked-child", at=runtime.clock.now(), detail={}))
+    results.put((runtime.pid == os.getpid(), id(runtime.db.engine) != parent_engine_id))
+
+
+def test_forked_worker_opens_own_connections(harness: Harness) -> None:
+    """A forked work horse builds its own engine instead of sharing its parent's sockets."""
+    harness.load_profile()
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_child_writes_heartbeat,
+                            args=(id(harness.runtime.db.engine), results))
+    child.start()
+    child.join(30)
+
+    assert child.exitcode == 0
+    assert results.get(timeout=5) == (True, True)
+    with harness.session() as session:
+        assert session.get(Heartbeat, "forked-child") is not None
