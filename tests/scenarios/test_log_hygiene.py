@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.harness import A, ANS, AUTH_TOKEN, CUSTOMER, Harness
+from tests.harness import ANS, AUTH_TOKEN, CUSTOMER, A, Harness
 
 FULL_NUMBER = re.compile(r"\+?1?312555\d{4}")
 
