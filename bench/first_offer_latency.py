@@ -27,6 +27,7 @@ import argparse
 import html
 import logging
 import re
+import signal
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -346,6 +347,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                                                    "%(message)s")
     logging.getLogger("fake_twilio").setLevel(logging.WARNING)
+    # SIGTERM (as from `timeout`) unwinds like Ctrl-C, so the servers and the database go away.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     args = parse_args(argv)
     suffix = "" if args.rq_worker == "fork" else "_" + args.rq_worker.replace("-", "_")
     name = args.name or f"first_offer_{args.source}_{args.rate:g}{suffix}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -168,6 +169,8 @@ def database_counts(database_url: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                                                    "%(message)s")
+    # SIGTERM (as from `timeout`) unwinds like Ctrl-C, so the servers and the database go away.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     args = parse_args(argv)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = [t for t in targets if t not in TARGETS]
