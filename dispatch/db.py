@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 SLOW_LOCK_WAIT_SECONDS = 1.0
+POOL_RECYCLE_SECONDS = 1800
 
 
 def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
@@ -30,7 +31,12 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engi
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+    # Connections are recycled instead of pinged before each use: a ping is one more round trip
+    # on every webhook, and a connection the server dropped fails one request, which Twilio
+    # retries.
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=POOL_RECYCLE_SECONDS
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:

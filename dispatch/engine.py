@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from dispatch import events, messages
@@ -43,11 +45,12 @@ from dispatch.models import (
 from dispatch.phones import mask
 from dispatch.profile import Profile, Route
 from dispatch.rotation import pick_next
-from dispatch.store import lock_account, profile_cache
+from dispatch.store import profile_cache
 
 logger = logging.getLogger(__name__)
 
-CODE_REUSE_DAYS = 30
+CODE_UNIQUE_DAYS = 2
+CODE_TRIES = 20
 
 
 @dataclass
@@ -110,29 +113,41 @@ class DispatchEngine:
         return profile.final_escalation_line(self.config.operator_desk or None)
 
     def lock_dispatch(self, dispatch_id: int) -> Dispatch | None:
+        """Lock a dispatch row for the rest of the transaction.
+
+        Every change to a dispatch, its offers or their channels happens under this lock, taken
+        before any of those rows is written, so two transactions cannot deadlock on them. The
+        pool pointer and the event chain head are locked after it, in that order.
+        """
         dispatch = self.session.get(Dispatch, dispatch_id)
         if dispatch is None:
             return None
-        lock_account(self.session, dispatch.account_id)
         self.session.refresh(dispatch, with_for_update=True)
         return dispatch
 
     # -- creation -------------------------------------------------------------------------
 
     def new_code(self, account_id: int) -> str:
-        since = self.now - timedelta(days=CODE_REUSE_DAYS)
-        used = set(
-            self.session.execute(
-                select(Dispatch.code).where(
-                    Dispatch.account_id == account_id, Dispatch.created_at >= since
-                )
-            ).scalars()
-        )
-        for _ in range(50):
+        """Return a random four-digit code no other recent dispatch of the account uses.
+
+        Staff quote codes within the late-accept window, so a code is kept unique for
+        ``CODE_UNIQUE_DAYS``; older dispatches may share it.
+        """
+        since = self.now - timedelta(days=CODE_UNIQUE_DAYS)
+        for _ in range(CODE_TRIES):
             code = f"{secrets.randbelow(9000) + 1000}"
-            if code not in used:
+            taken = self.session.execute(
+                select(Dispatch.id).where(
+                    Dispatch.account_id == account_id,
+                    Dispatch.code == code,
+                    Dispatch.created_at >= since,
+                ).limit(1)
+            ).first()
+            if taken is None:
                 return code
-        raise RuntimeError(f"account {account_id}: no free dispatch code after 50 tries")
+        logger.warning("account %d: no free dispatch code in %d tries; reusing one",
+                       account_id, CODE_TRIES)
+        return code
 
     def create_dispatch(
         self,
@@ -150,7 +165,6 @@ class DispatchEngine:
         state: DispatchState = DispatchState.INTAKE,
         intake_seconds: int = 45,
     ) -> Dispatch:
-        lock_account(self.session, account.id)
         assert account.current_version_id is not None
         dispatch = Dispatch(
             account_id=account.id,
@@ -264,18 +278,23 @@ class DispatchEngine:
         return {member.key: member for member in rows.scalars()}
 
     def _pool_state(self, account_id: int, pool_key: str) -> PoolState:
-        state = self.session.execute(
+        """Lock the pool's pointer row, creating it first if two offers race to do so."""
+        statement = (
             select(PoolState)
             .where(PoolState.account_id == account_id, PoolState.pool_key == pool_key)
             .with_for_update()
-        ).scalar_one_or_none()
-        if state is None:
-            state = PoolState(
-                account_id=account_id, pool_key=pool_key, offers_made=0, updated_at=self.now
-            )
-            self.session.add(state)
-            self.session.flush()
-        return state
+        )
+        state = self.session.execute(statement).scalar_one_or_none()
+        if state is not None:
+            return state
+        dialect = self.session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        self.session.execute(
+            insert(PoolState)
+            .values(account_id=account_id, pool_key=pool_key, offers_made=0, updated_at=self.now)
+            .on_conflict_do_nothing()
+        )
+        return self.session.execute(statement).scalar_one()
 
     def _offer_from_pool(
         self,
@@ -288,9 +307,11 @@ class DispatchEngine:
         assert route.pool is not None
         order = list(profile.pool(route.pool).members)
         members = self._members_by_key(account.id)
-        busy_ids = members_busy_elsewhere(self.session, account.id, dispatch.id)
         wanted = [Channel(c) for c in route.channels]
+        # Lock the pointer first: who is busy elsewhere must be read after every earlier
+        # offer of this pool has committed.
         pool_state = self._pool_state(account.id, route.pool)
+        busy_ids = members_busy_elsewhere(self.session, account.id, dispatch.id)
 
         while True:
             offered = offered_this_round(dispatch)

@@ -1,8 +1,8 @@
 """The dispatch log: append-only events, chained by SHA-256 per account.
 
 Each event's hash covers the previous hash and the event's own fields, so editing or deleting a
-row breaks every later link. The chain head row is locked while appending, which serialises
-writers of one account's log.
+row breaks every later link. Events are chained when their transaction commits, under a lock on
+the chain head row, so chain order is commit order.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from dispatch.models import ChainHead, Event
@@ -55,18 +58,13 @@ def record(
     actor: str | None = None,
     **detail: Any,
 ) -> Event:
-    """Append one event to its account's chain inside the caller's transaction."""
-    chain = account_id if account_id is not None else SERVICE_CHAIN
-    head = session.execute(
-        select(ChainHead).where(ChainHead.chain == chain).with_for_update()
-    ).scalar_one_or_none()
-    if head is None:
-        head = ChainHead(chain=chain, seq=0, hash=GENESIS_HASH)
-        session.add(head)
-        session.flush()
+    """Add one event to the caller's transaction; it is chained when the transaction commits.
+
+    Chaining at commit keeps the lock on the account's chain head for the last moments of the
+    transaction only, so webhooks of one account do not queue behind each other.
+    """
     event = Event(
-        chain=chain,
-        seq=head.seq + 1,
+        chain=account_id if account_id is not None else SERVICE_CHAIN,
         account_id=account_id,
         at=at,
         kind=kind,
@@ -74,15 +72,52 @@ def record(
         offer_id=offer_id,
         actor=actor,
         detail=_jsonable(detail),
-        prev_hash=head.hash,
-        hash="",
     )
-    event.hash = event_hash(head.hash, event)
-    head.seq = event.seq
-    head.hash = event.hash
-    session.add(event)
-    session.flush()
+    session.info.setdefault(PENDING_KEY, []).append(event)
     return event
+
+
+PENDING_KEY = "rrd_pending_events"
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _chain_pending_events(session: Session) -> None:
+    """Give each pending event its sequence number and hash, chain by chain, then insert."""
+    pending: list[Event] = session.info.pop(PENDING_KEY, [])
+    if not pending:
+        return
+    by_chain: dict[int, list[Event]] = {}
+    for event in pending:
+        by_chain.setdefault(event.chain, []).append(event)
+    # Chains are locked in ascending order so two committing transactions cannot deadlock.
+    for chain in sorted(by_chain):
+        head = _locked_head(session, chain)
+        for event in by_chain[chain]:
+            event.seq = head.seq + 1
+            event.prev_hash = head.hash
+            event.hash = event_hash(head.hash, event)
+            head.seq = event.seq
+            head.hash = event.hash
+            session.add(event)
+    session.flush()
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _drop_pending_events(session: Session, _previous_transaction: Any) -> None:
+    session.info.pop(PENDING_KEY, None)
+
+
+def _locked_head(session: Session, chain: int) -> ChainHead:
+    statement = select(ChainHead).where(ChainHead.chain == chain).with_for_update()
+    head = session.execute(statement).scalar_one_or_none()
+    if head is not None:
+        return head
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        insert(ChainHead).values(chain=chain, seq=0, hash=GENESIS_HASH).on_conflict_do_nothing()
+    )
+    return session.execute(statement).scalar_one()
 
 
 @dataclass(frozen=True)

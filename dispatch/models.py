@@ -249,6 +249,7 @@ class Dispatch(Base):
         Index("ix_dispatches_account_created", "account_id", "created_at"),
         Index("ix_dispatches_caller", "account_id", "caller_number"),
         Index("ix_dispatches_created_id", "created_at", "id"),
+        Index("ix_dispatches_account_code", "account_id", "code"),
     )
 
     id: Mapped[intpk]

@@ -334,10 +334,12 @@ def end_channel(
     if row.state in TERMINAL_CHANNEL_STATES:
         logger.debug("channel %d: already %s, %s ignored", row.id, row.state, state)
         return
+    offer = row.offer
+    dispatch = engine.lock_dispatch(offer.dispatch_id)
+    assert dispatch is not None
     row.state = state
     row.error_code = error_code
     row.updated_at = engine.now
-    offer = row.offer
     events.record(
         engine.session,
         "channel_ended",
@@ -361,8 +363,6 @@ def end_channel(
     )
     if offer.state != OfferState.LIVE or any(c.is_live for c in offer.channels):
         return
-    dispatch = engine.lock_dispatch(offer.dispatch_id)
-    assert dispatch is not None
     offer.state = OfferState.ENDED
     offer.close_reason = str(state)
     offer.closed_at = engine.now

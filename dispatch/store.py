@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch import events
@@ -196,18 +196,6 @@ def account_for_number(session: Session, number: str | None) -> Account | None:
         .join(AccountNumber, AccountNumber.account_id == Account.id)
         .where(AccountNumber.number == number)
     ).scalar_one_or_none()
-
-
-def lock_account(session: Session, account_id: int) -> None:
-    """Serialise writers of one account by locking its event chain head.
-
-    Every write transaction takes this lock first, so locks are always taken in the same order
-    and two transactions of one account never deadlock. SQLite's BEGIN IMMEDIATE already
-    serialises all writers, and FOR UPDATE is a no-op there.
-    """
-    session.execute(
-        update(ChainHead).where(ChainHead.chain == account_id).values(seq=ChainHead.seq)
-    )
 
 
 class ProfileCache:

@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from twilio.base.exceptions import TwilioRestException
 
 from dispatch import events
@@ -33,7 +34,6 @@ from dispatch.models import (
 )
 from dispatch.outcomes import rollover_due
 from dispatch.phones import mask
-from dispatch.store import lock_account
 from dispatch.twilio_errors import ErrorKind, classify_error
 from jobs.enqueue import JOB_TIMEOUT_SECONDS, apply_effects
 from jobs.runtime import Runtime, get_runtime
@@ -80,6 +80,14 @@ def send_channel(channel_id: int) -> str:
     return _store_outcome(runtime, request, outcome)
 
 
+def _lock_dispatch_then(session: Session, row: OfferChannel) -> None:
+    """Lock the channel's dispatch, then the channel: the order every writer uses."""
+    dispatch = session.get(Dispatch, row.offer.dispatch_id)
+    assert dispatch is not None
+    session.refresh(dispatch, with_for_update=True)
+    session.refresh(row, with_for_update=True)
+
+
 def _claim_channel(runtime: Runtime, channel_id: int) -> SendRequest | str:
     now = runtime.clock.now()
     with runtime.db.write("send_channel claim") as session:
@@ -87,8 +95,7 @@ def _claim_channel(runtime: Runtime, channel_id: int) -> SendRequest | str:
         if row is None:
             logger.warning("channel %d: not found; send skipped (orphan_send_dropped)", channel_id)
             return "orphan"
-        lock_account(session, row.account_id)
-        session.refresh(row, with_for_update=True)
+        _lock_dispatch_then(session, row)
         lease_expired = row.state == ChannelState.SENDING and (
             row.lease_until is None or row.lease_until <= now
         )
@@ -213,9 +220,9 @@ def _call_twilio(runtime: Runtime, request: SendRequest) -> SendOutcome:
 def _store_outcome(runtime: Runtime, request: SendRequest, outcome: SendOutcome) -> str:
     now = runtime.clock.now()
     with runtime.db.write("send_channel result") as session:
-        lock_account(session, request.account_id)
-        row = session.get(OfferChannel, request.channel_id, with_for_update=True)
+        row = session.get(OfferChannel, request.channel_id)
         assert row is not None
+        _lock_dispatch_then(session, row)
         engine = DispatchEngine(session, now, runtime.engine_config())
         retry = False
         if outcome.sid is not None:
@@ -480,8 +487,9 @@ def settle_uncertain(channel_id: int) -> str:
         return "listing failed"
     sid = found[0].sid if found else None
     with runtime.db.write("settle uncertain") as session:
-        lock_account(session, row.account_id)
-        fresh = session.get(OfferChannel, channel_id, with_for_update=True)
+        fresh = session.get(OfferChannel, channel_id)
+        if fresh is not None:
+            _lock_dispatch_then(session, fresh)
         if fresh is None or fresh.state != ChannelState.UNCERTAIN:
             return "settled elsewhere"
         engine = DispatchEngine(session, now, runtime.engine_config())

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 from flask import Request, Response, current_app, request
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -208,9 +208,7 @@ def _act_in_transaction(
         if receipt.outcome == "received":
             receipt.outcome = "processed"
         if key is not None:
-            claim = session.get(Claim, key)
-            if claim is not None:
-                claim.response = body
+            session.execute(update(Claim).where(Claim.key == key).values(response=body))
         return body, engine.effects
 
 

@@ -12,7 +12,7 @@ from dispatch.delivery import apply_call_status, apply_message_status
 from dispatch.models import Account, OfferChannel
 from dispatch.phones import mask
 from dispatch.sms_inbound import InboundSms, handle_inbound_sms
-from dispatch.store import account_for_number, lock_account
+from dispatch.store import account_for_number
 from dispatch.voice import (
     Script,
     dial_finished,
@@ -96,7 +96,6 @@ def _account_for(delivery: Delivery) -> Account | None:
     account = account_for_number(delivery.session, delivery.field("To"))
     if account is not None:
         delivery.receipt.account_id = account.id
-        lock_account(delivery.session, account.id)
     return account
 
 
@@ -297,7 +296,9 @@ def _channel_account(delivery: Delivery, channel_id: int) -> OfferChannel | None
             channel_id,
         )
         return None
-    lock_account(delivery.session, row.account_id)
+    # The dispatch is locked before the channel row, the order every writer uses.
+    delivery.engine.lock_dispatch(row.offer.dispatch_id)
+    delivery.session.refresh(row, with_for_update=True)
     if row.provider_sid is None and delivery.receipt.provider_sid:
         row.provider_sid = delivery.receipt.provider_sid
     return row
