@@ -160,18 +160,32 @@ def _requeue_stalled(runtime: Runtime, report: TickReport) -> None:
         runtime,
         select(OutboxMessage.id).where(
             or_(
-                (OutboxMessage.state == OutboxState.PENDING) & (OutboxMessage.created_at <= grace),
+                (OutboxMessage.state == OutboxState.PENDING)
+                & (OutboxMessage.created_at <= grace)
+                & (OutboxMessage.lease_until.is_(None) | (OutboxMessage.lease_until <= now)),
                 (OutboxMessage.state == OutboxState.SENDING) & (OutboxMessage.lease_until <= now),
             )
         ),
     )
     uncertain_ids = _locked_ids(
-        runtime, select(OfferChannel.id).where(OfferChannel.state == ChannelState.UNCERTAIN)
+        runtime,
+        select(OfferChannel.id).where(
+            OfferChannel.state == ChannelState.UNCERTAIN, OfferChannel.updated_at <= grace
+        ),
     )
-    if channel_ids:
-        with runtime.db.write("reconciler touch") as session:
+    # Each row is enqueued again at most once per grace period, so a slow queue is not
+    # flooded with copies of jobs that are still waiting their turn.
+    with runtime.db.write("reconciler touch") as session:
+        touched = channel_ids + uncertain_ids
+        if touched:
             session.execute(
-                update(OfferChannel).where(OfferChannel.id.in_(channel_ids)).values(updated_at=now)
+                update(OfferChannel).where(OfferChannel.id.in_(touched)).values(updated_at=now)
+            )
+        if outbox_ids:
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(outbox_ids), OutboxMessage.state == OutboxState.PENDING)
+                .values(lease_until=now + timedelta(seconds=PICKUP_GRACE_SECONDS))
             )
     for channel_id in channel_ids:
         runtime.queue.enqueue(
