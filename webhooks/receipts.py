@@ -178,6 +178,7 @@ def _act_in_transaction(
 ) -> tuple[str, Any]:
     now = rt.clock.now()
     with rt.db.write(route_name) as session:
+        # The receipt is added last, with its final outcome, so it costs one INSERT.
         receipt = Receipt(
             received_at=now,
             route=route_name,
@@ -187,14 +188,13 @@ def _act_in_transaction(
             signature_url=url,
             outcome="received",
         )
-        session.add(receipt)
-        session.flush()
         key = claim_key(form)
         if key is not None:
             receipt.claim_key = key
-            existing = _claim(session, key, receipt.id)
+            existing = _claim(session, key)
             if existing is not None:
                 receipt.outcome = "duplicate"
+                session.add(receipt)
                 logger.info(
                     "%s: duplicate delivery %s (claim %s); stored reply returned",
                     route_name,
@@ -207,17 +207,18 @@ def _act_in_transaction(
         body = act(delivery)
         if receipt.outcome == "received":
             receipt.outcome = "processed"
+        session.add(receipt)
         if key is not None:
             session.execute(update(Claim).where(Claim.key == key).values(response=body))
         return body, engine.effects
 
 
-def _claim(session: Session, key: str, receipt_id: int) -> Claim | None:
+def _claim(session: Session, key: str) -> Claim | None:
     """Insert the claim key; return the existing claim when another delivery holds it."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = (
         insert(Claim)
-        .values(key=key, receipt_id=receipt_id, created_at=datetime.now(UTC))
+        .values(key=key, created_at=datetime.now(UTC))
         .on_conflict_do_nothing()
         .returning(Claim.key)
     )
