@@ -615,7 +615,7 @@ class DispatchEngine:
             )
 
     def _escalation_channels(self, account_id: int, route: Route) -> list[Channel]:
-        """The route's channels that are not paused; a call when every one of them is.
+        """Return the route's channels that are not paused, or a call when every one of them is.
 
         The desk must hear about the dispatch even when, say, texting is paused for the
         account after a configuration error.
@@ -775,7 +775,7 @@ def sms_from(profile: Profile) -> str:
 
 
 def sms_senders(profile: Profile) -> list[str]:
-    """Every sender an opt-out of this account's texts may be recorded against."""
+    """Return every sender that an opt-out of this account's texts may be recorded against."""
     senders = list(profile.account.answering_numbers)
     twilio = profile.account.twilio
     if twilio and twilio.messaging_service_sid:

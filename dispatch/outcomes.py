@@ -1,4 +1,4 @@
-"""What happens when an offer is accepted, passed, ends on every channel, or times out."""
+"""Offer outcomes: accepted, passed, ended on every channel, timed out, or cancelled."""
 
 from __future__ import annotations
 

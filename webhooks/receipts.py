@@ -84,7 +84,7 @@ def tokens_for(rt: Runtime, account_sid: str) -> list[str]:
 
 
 def form_dict(req: Request) -> dict[str, Any]:
-    """The full form, keeping every value of a repeated key."""
+    """Return the full form, keeping every value of a repeated key."""
     result: dict[str, Any] = {}
     for key in req.form:
         values = req.form.getlist(key)
@@ -214,7 +214,7 @@ def _act_in_transaction(
 
 
 def _claim(session: Session, key: str) -> Claim | None:
-    """Insert the claim key; return the existing claim when another delivery holds it."""
+    """Insert the claim key; return the existing claim when another delivery took it first."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = (
         insert(Claim)
