@@ -118,5 +118,5 @@ def requires(role: str) -> Callable[[F], F]:
 def _to_login(message: str | None) -> Response:
     if message:
         session["login_message"] = message
-    target = request.full_path if request.method == "GET" else None
+    target = request.full_path.rstrip("?") if request.method == "GET" else None
     return redirect(url_for("admin_auth.login", next=target))
