@@ -225,3 +225,36 @@ def test_taken_message_delivered_at_opening(harness: Harness) -> None:
     assert CUSTOMER in text.body
     harness.tick()
     harness.fake.phone(D).assert_no_new_sms()
+
+
+def test_all_inactive_is_no_one_available(harness: Harness) -> None:
+    members = [
+        {"key": "a", "name": "Alice", "phones": {"voice": A, "sms": A}, "active": False},
+        {"key": "b", "name": "Bob", "phones": {"sms": "+13125550102"}, "active": False},
+    ]
+    harness.load_profile(members=members, pools=[{"key": "techs", "members": ["a", "b"]}])
+    harness.customer_texts("Need help at site 4")
+
+    dispatch = harness.dispatch()
+    assert dispatch.state == DispatchState.NO_ONE_AVAILABLE
+    assert dispatch.state_reason == "all_inactive: a, b"
+    assert harness.offers() == []
+    harness.fake.phone(DESK).expect_sms("nobody available")
+    harness.fake.phone(CUSTOMER).expect_sms("nobody is on call")
+    assert harness.runtime.queue.scheduled_job_registry.count == 0
+
+
+def test_outside_schedule_is_no_one_available(harness: Harness) -> None:
+    shifts = [{"member": key, "days": ["mon", "tue", "wed", "thu", "fri"],
+               "start": "08:00", "end": "17:00"} for key in ("a", "b", "c")]
+    harness.load_profile(schedule={"shifts": shifts})
+    harness.clock.freeze(datetime(2025, 6, 10, 23, 30, tzinfo=UTC))  # 18:30 in Chicago
+    call = harness.fake.phone(CUSTOMER).dial(ANS)
+    call.say_speech("no heat")
+    harness.run_jobs()
+
+    dispatch = harness.dispatch()
+    assert dispatch.state == DispatchState.NO_ONE_AVAILABLE
+    assert dispatch.state_reason == "outside_schedule"
+    assert call.dialed == [DESK]
+    harness.fake.phone(A).assert_no_new_sms()
