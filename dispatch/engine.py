@@ -45,6 +45,7 @@ from dispatch.models import (
 from dispatch.phones import mask
 from dispatch.profile import Profile, Route
 from dispatch.rotation import pick_next
+from dispatch.schedule import on_call_status
 from dispatch.store import profile_cache
 
 logger = logging.getLogger(__name__)
@@ -137,16 +138,19 @@ class DispatchEngine:
         for _ in range(CODE_TRIES):
             code = f"{secrets.randbelow(9000) + 1000}"
             taken = self.session.execute(
-                select(Dispatch.id).where(
+                select(Dispatch.id)
+                .where(
                     Dispatch.account_id == account_id,
                     Dispatch.code == code,
                     Dispatch.created_at >= since,
-                ).limit(1)
+                )
+                .limit(1)
             ).first()
             if taken is None:
                 return code
-        logger.warning("account %d: no free dispatch code in %d tries; reusing one",
-                       account_id, CODE_TRIES)
+        logger.warning(
+            "account %d: no free dispatch code in %d tries; reusing one", account_id, CODE_TRIES
+        )
         return code
 
     def create_dispatch(
@@ -317,19 +321,15 @@ class DispatchEngine:
             offered = offered_this_round(dispatch)
             pick = None
             for respect_busy in (True, False):
-                reasons = {
-                    key: skip_reason(
-                        member=members.get(key),
-                        profile=profile,
-                        at=self.now,
-                        reach=run_state.reach(members[key], wanted) if key in members else None,
-                        offered=offered,
-                        busy=respect_busy and members[key].id in busy_ids
-                        if key in members
-                        else False,
-                    )
-                    for key in order
-                }
+                reasons = self._skip_reasons(
+                    order,
+                    members,
+                    profile,
+                    run_state,
+                    wanted,
+                    offered,
+                    busy_ids if respect_busy else set(),
+                )
                 pick = pick_next(
                     order, pool_state.last_member_key, pool_state.last_position, reasons
                 )
@@ -433,23 +433,36 @@ class DispatchEngine:
         if len(inactive) == len(order):
             return "all_inactive: " + ", ".join(inactive)
         wanted = [Channel(c) for c in route.channels]
-        reasons = {
-            key: skip_reason(
-                member=members.get(key),
-                profile=profile,
-                at=self.now,
-                reach=run_state.reach(members[key], wanted) if key in members else None,
-                offered=set(),
-                busy=False,
-            )
-            for key in order
-        }
-        if all(
-            r and ("schedule" in r or "shift" in r) for k, r in reasons.items() if k not in inactive
-        ):
+        reasons = self._skip_reasons(order, members, profile, run_state, wanted, set(), set())
+        active = [k for k in order if k not in inactive]
+        if all(not on_call_status(profile, k, self.now)[0] for k in active):
             return "outside_schedule"
         details = ", ".join(f"{k} ({r})" for k, r in reasons.items() if r)
         return "nobody_eligible: " + details
+
+    def _skip_reasons(
+        self,
+        order: list[str],
+        members: dict[str, Member],
+        profile: Profile,
+        run_state: AccountChannelState,
+        wanted: list[Channel],
+        offered: set[str],
+        busy_ids: set[int],
+    ) -> dict[str, str | None]:
+        """Map each pool member to why they cannot take the next offer, or None."""
+        reasons: dict[str, str | None] = {}
+        for key in order:
+            member = members.get(key)
+            reasons[key] = skip_reason(
+                member=member,
+                profile=profile,
+                at=self.now,
+                reach=run_state.reach(member, wanted) if member else None,
+                offered=offered,
+                busy=member is not None and member.id in busy_ids,
+            )
+        return reasons
 
     def _log_skips(self, dispatch: Dispatch, skipped: list[tuple[str, str]]) -> None:
         for key, reason in skipped:
