@@ -27,6 +27,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(rq_worker_command)
     app.cli.add_command(reconciler_command)
+    app.cli.add_command(watchdog_command)
     app.cli.add_command(db_group)
 
 
@@ -69,6 +70,17 @@ def rq_worker_command(burst: bool, fork: bool) -> None:
 @click.option("--interval", type=float, default=None, help="Seconds between ticks (default 2).")
 def reconciler_command(interval: float | None) -> None:
     from jobs.reconciler import run_forever
+
+    run_forever(interval)
+
+
+@click.command("watchdog", help="Page the operator desk when the reconciler or Twilio fails.")
+@with_appcontext
+@click.option(
+    "--interval", type=float, default=15.0, show_default=True, help="Seconds between checks."
+)
+def watchdog_command(interval: float) -> None:
+    from jobs.watchdog import run_forever
 
     run_forever(interval)
 
