@@ -7,7 +7,7 @@ Twilio: the job and webhook layers translate the library's objects into them.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -32,7 +32,7 @@ from dispatch.outcomes import (
     stand_down_channel,
 )
 from dispatch.phones import mask
-from dispatch.twilio_errors import ErrorKind, describe_error
+from dispatch.twilio_errors import ErrorKind, classify_error, describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -82,19 +82,16 @@ def record_sent(engine: DispatchEngine, row: OfferChannel, sid: str) -> None:
         sid=sid,
         to=row.to_number,
     )
+    sent_state = ChannelState.QUEUED if row.channel == Channel.VOICE else ChannelState.SENT
     if row.state == ChannelState.STOOD_DOWN:
-        # Stood down while the request was in flight: undo what just went out.
-        row.state = ChannelState.SENDING
-        stand_down_channel(engine, _as_sent(row), "superseded_in_flight")
+        # Stood down while the request was in flight: cancel the call or text "no longer
+        # needed", as for any live channel.
+        row.state = sent_state
+        stand_down_channel(engine, row, "superseded_in_flight")
         return
     if row.state in (ChannelState.SENDING, ChannelState.UNCERTAIN, ChannelState.PENDING):
-        row.state = ChannelState.QUEUED if row.channel == Channel.VOICE else ChannelState.SENT
+        row.state = sent_state
     extend_deadline(engine, offer, engine.now)
-
-
-def _as_sent(row: OfferChannel) -> OfferChannel:
-    row.state = ChannelState.QUEUED if row.channel == Channel.VOICE else ChannelState.SENT
-    return row
 
 
 def record_send_error(
@@ -438,8 +435,6 @@ def apply_message_status(
 
 
 def _callback_failure(engine: DispatchEngine, row: OfferChannel, code: int) -> str:
-    from dispatch.twilio_errors import classify_error
-
     kind = classify_error(code, at="callback", channel=str(row.channel))
     offer = row.offer
     if kind == ErrorKind.OPT_OUT:
@@ -478,7 +473,3 @@ def uncertain_settled(
         end_channel(engine, row, ChannelState.FAILED, None, detail="outcome unknown, not resent")
         return "failed"
     return "wait"
-
-
-def now_past(at: datetime | None, now: datetime) -> bool:
-    return at is not None and now >= at

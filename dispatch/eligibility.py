@@ -1,4 +1,4 @@
-"""Why a member can or cannot take the next offer of a dispatch."""
+"""Eligibility checks: the reasons a member can or cannot take the next offer of a dispatch."""
 
 from __future__ import annotations
 

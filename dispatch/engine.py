@@ -554,7 +554,9 @@ class DispatchEngine:
             pointer_before=pointer_before,
             deadline=offer.deadline.isoformat(),
             window_seconds=window,
-            profile_version_id=profile_version_id(dispatch),
+            # Offers follow the current profile, so a roster edit mid-chain takes effect; the
+            # event records the version each offer was made under.
+            profile_version_id=self.account(dispatch.account_id).current_version_id,
         )
         logger.info(
             "dispatch %d offer %d: %s to %s by %s, deadline %s",
@@ -796,7 +798,3 @@ def sms_senders(profile: Profile) -> list[str]:
     if twilio and twilio.sms_from:
         senders.append(twilio.sms_from)
     return senders
-
-
-def profile_version_id(dispatch: Dispatch) -> int:
-    return dispatch.profile_version_id

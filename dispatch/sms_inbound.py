@@ -290,7 +290,7 @@ def _open_dispatches_for(engine: DispatchEngine, member_ids: list[int]) -> list[
 
 
 def _recent_dispatch_for(engine: DispatchEngine, member_ids: list[int]) -> Dispatch | None:
-    """The member's own most recent acceptance, so a repeated "yes" gets an idempotent reply."""
+    """Return the member's own most recent acceptance, so a repeated "yes" gets the same reply."""
     since = engine.now - timedelta(seconds=engine.config.late_accept_seconds)
     return engine.session.execute(
         select(Dispatch)
@@ -485,7 +485,7 @@ def _auto_reply(
 def recent_dispatch_of_caller(
     engine: DispatchEngine, account_id: int, caller: str
 ) -> Dispatch | None:
-    """The caller's open dispatch, or one settled within the follow-up window.
+    """Return the caller's open dispatch, or one settled within the follow-up window.
 
     Abandoned calls do not count: the caller never asked for anything.
     """

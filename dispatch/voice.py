@@ -112,7 +112,7 @@ def _load(engine: DispatchEngine, channel_id: int) -> tuple[OfferChannel, Dispat
 
 
 def offer_script(engine: DispatchEngine, channel_id: int) -> Script:
-    """What the callee hears when an offer call connects; state is checked on every fetch."""
+    """Return what the callee hears when an offer call connects, checking state on every fetch."""
     loaded = _load(engine, channel_id)
     if loaded is None:
         logger.warning("offer channel %d: not found for TwiML", channel_id)

@@ -253,7 +253,15 @@ def reason_captured(
     profile = engine.profile_for(engine.account(dispatch.account_id))
     if dispatch.state != DispatchState.INTAKE:
         return _tell_caller(engine, dispatch, profile)
-    reason = (speech or "").strip() or (f"caller keyed {digits}" if digits else None)
+    if speech and speech.strip():
+        reason: str | None = speech.strip()
+        captured_by = "speech"
+    elif digits:
+        reason = f"caller keyed {digits}"
+        captured_by = "keypad"
+    else:
+        reason = None
+        captured_by = "none"
     dispatch.reason = reason
     events.record(
         engine.session,
@@ -262,7 +270,7 @@ def reason_captured(
         account_id=dispatch.account_id,
         dispatch_id=dispatch.id,
         reason=reason,
-        by="speech" if speech else ("keypad" if digits else "none"),
+        by=captured_by,
     )
     route = engine.route_for(dispatch, profile)
     if route is not None and route.action == "message":
@@ -288,7 +296,7 @@ def _tell_caller(engine: DispatchEngine, dispatch: Dispatch, profile: Profile) -
 
 
 def inbound_call_ended(engine: DispatchEngine, account: Account, call_sid: str) -> str:
-    """A caller hung up: page for a chosen route now, or record an abandoned call."""
+    """Act on a caller's hang-up: page now for a chosen route, or record an abandoned call."""
     dispatch = engine.session.execute(
         select(Dispatch).where(Dispatch.account_id == account.id, Dispatch.source_sid == call_sid)
     ).scalar_one_or_none()

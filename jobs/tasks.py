@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from xml.sax.saxutils import escape
 
 import requests
 from sqlalchemy import select
@@ -27,6 +28,7 @@ from dispatch.models import (
     Channel,
     ChannelState,
     Dispatch,
+    Offer,
     OfferChannel,
     OfferState,
     OutboxMessage,
@@ -101,7 +103,8 @@ def _claim_channel(runtime: Runtime, channel_id: int) -> SendRequest | str:
         )
         if row.state != ChannelState.PENDING and not lease_expired:
             logger.info(
-                "dispatch ? offer %d channel %d: already %s, not sent again",
+                "dispatch %d offer %d channel %d: already %s, not sent again",
+                row.offer.dispatch_id,
                 row.offer_id,
                 row.id,
                 row.state,
@@ -300,8 +303,6 @@ def rollover(offer_id: int) -> str:
 
 
 def _record_skip(engine: DispatchEngine, offer_id: int, result: str) -> None:
-    from dispatch.models import Offer
-
     offer = engine.session.get(Offer, offer_id)
     if offer is None:
         return
@@ -457,8 +458,6 @@ def _send_outbox(
 
 
 def _xml(text: str | None) -> str:
-    from xml.sax.saxutils import escape
-
     return escape(text or "")
 
 

@@ -49,12 +49,6 @@ class Delivery:
         return self.form.get(name, "")
 
 
-class MissingFields(Exception):
-    def __init__(self, names: list[str]) -> None:
-        super().__init__(", ".join(names))
-        self.names = names
-
-
 def runtime() -> Runtime:
     value: Runtime = current_app.extensions["rrd"]
     return value
