@@ -344,7 +344,7 @@ def _member_bridge(
         return None
     ids = [m.id for m in members]
     since = engine.now - timedelta(seconds=engine.config.late_accept_seconds)
-    held = list(
+    accepted = list(
         engine.session.execute(
             select(Dispatch)
             .where(
@@ -355,7 +355,7 @@ def _member_bridge(
             .order_by(Dispatch.id.desc())
         ).scalars()
     )
-    if not held:
+    if not accepted:
         offered = list(
             engine.session.execute(
                 select(Dispatch)
@@ -378,7 +378,7 @@ def _member_bridge(
             ),
             Hangup(),
         ]
-    dispatch = held[0]
+    dispatch = accepted[0]
     if dispatch.callback_number is None:
         return ended(f"Job {' '.join(dispatch.code)} has no callback number. Goodbye.")
     dispatch.connected_at = dispatch.connected_at or engine.now
